@@ -1,0 +1,115 @@
+"""Which table holds which machine, and the statements the transition service runs on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Column, Table, and_, bindparam, insert, select, update
+from sqlalchemy.sql import Select
+
+from lifecycle import CONNECTION, SESSION, Definition, Engine, engine
+from persistence.models import Connection, IdempotencyKey, Session, TransitionRecord
+
+HISTORY = TransitionRecord.__table__
+IDEMPOTENCY = IdempotencyKey.__table__
+
+
+@dataclass(frozen=True, eq=False)
+class Binding:
+    """A machine definition bound to the table that stores its instances."""
+
+    definition: Definition
+    table: Table
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def engine(self) -> Engine:
+        return engine(self.definition)
+
+    @property
+    def timer_columns(self) -> tuple[Column[object], ...]:
+        return tuple(self.table.c[f"{timer.name}_due_at"] for timer in self.definition.timers)
+
+    @property
+    def timer_names(self) -> tuple[str, ...]:
+        return tuple(timer.name for timer in self.definition.timers)
+
+    def state_columns(self) -> tuple[Column[object], ...]:
+        """``state, version, <timers...>``: what a step reads."""
+        return (self.table.c.state, self.table.c.version, *self.timer_columns)
+
+    def select_state(self, *, lock: bool) -> Select[tuple[object, ...]]:
+        stmt = select(*self.state_columns()).where(self.table.c.id == bindparam("id"))
+        return stmt.with_for_update() if lock else stmt
+
+    def compare_and_set(self) -> object:
+        """UPDATE ... WHERE id = :id AND version = :expected RETURNING id."""
+        t = self.table
+        values = {
+            "state": bindparam("state"),
+            "version": bindparam("version"),
+            "updated_at": bindparam("updated_at"),
+            "next_due_at": bindparam("next_due_at"),
+            **{column.name: bindparam(column.name) for column in self.timer_columns},
+        }
+        return (
+            update(t)
+            .where(and_(t.c.id == bindparam("id"), t.c.version == bindparam("expected")))
+            .values(values)
+            .returning(t.c.id)
+        )
+
+    def touch(self) -> object:
+        """Timers-only update for recorded activity; the version and state stay."""
+        t = self.table
+        values = {"next_due_at": bindparam("next_due_at"), **{c.name: bindparam(c.name) for c in self.timer_columns}}
+        return (
+            update(t)
+            .where(and_(t.c.id == bindparam("id"), t.c.version == bindparam("expected")))
+            .values(values)
+            .returning(t.c.id)
+        )
+
+    def due(self, *, limit: int, skip_locked: bool) -> Select[tuple[object]]:
+        """Ids whose earliest timer is due, oldest first; on PostgreSQL rows other sweepers hold are skipped."""
+        stmt = (
+            select(self.table.c.id)
+            .where(self.table.c.next_due_at <= bindparam("now"))
+            .order_by(self.table.c.next_due_at)
+            .limit(limit)
+        )
+        return stmt.with_for_update(skip_locked=True) if skip_locked else stmt
+
+
+def _check(binding: Binding) -> Binding:
+    missing = [t.name for t in binding.definition.timers if f"{t.name}_due_at" not in binding.table.c]
+    if missing:
+        raise RuntimeError(f"table {binding.table.name} lacks due-at columns for timers {missing}")
+    return binding
+
+
+SESSIONS = _check(Binding(SESSION, Session.__table__))
+CONNECTIONS = _check(Binding(CONNECTION, Connection.__table__))
+BINDINGS: dict[str, Binding] = {SESSIONS.name: SESSIONS, CONNECTIONS.name: CONNECTIONS}
+
+
+def history_insert() -> object:
+    return insert(HISTORY).values(
+        {name: bindparam(name) for name in ("machine", "instance_id", "seq", "event", "from_state", "to_state", "actor", "request_id", "at", "detail")}
+    )
+
+
+def idempotency_select() -> object:
+    t = IDEMPOTENCY
+    return select(t.c.event, t.c.outcome).where(
+        and_(t.c.machine == bindparam("machine"), t.c.instance_id == bindparam("instance_id"), t.c.key == bindparam("key"))
+    )
+
+
+def idempotency_insert() -> object:
+    return insert(IDEMPOTENCY).values(
+        {name: bindparam(name) for name in ("machine", "instance_id", "key", "event", "outcome", "created_at")}
+    )

@@ -1,0 +1,360 @@
+"""The transition service: the one writer of every state column.
+
+Applying an event is one database transaction: read the instance (locked on
+PostgreSQL), fire any timers that already came due, ask the machine, then
+``UPDATE ... WHERE id = ? AND version = ?`` (compare-and-set), append the
+history row whose ``seq`` is the new version, and record the idempotency key.
+If anything fails, nothing is written. Two concurrent events on one instance:
+exactly one wins; the other sees the new state or a :class:`VersionConflict`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from lifecycle import Actor, Clock, EventRefused, Outcome, StepContext, SystemClock
+from persistence import validate
+from persistence.bindings import BINDINGS, Binding, history_insert, idempotency_insert, idempotency_select
+from persistence.database import Cursor, Database
+from persistence.errors import IdempotencyKeyReused, InstanceNotFound, VersionConflict
+from persistence.records import Applied, Snapshot
+
+Durations = Mapping[str, Mapping[str, timedelta]]  # machine name -> timer name -> duration
+_MAX_TIMER_FIRES = 32  # far above any real chain (expire -> end); a bound against a broken definition
+
+
+class TransitionService:
+    """Applies events atomically and fires timers; built once per process."""
+
+    def __init__(self, db: Database, *, clock: Clock | None = None, durations: Durations | None = None) -> None:
+        self.db = db
+        self.clock = clock or SystemClock()
+        self.durations: Durations = durations or {}
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """A unit of work: several events and side rows that commit or roll back together."""
+        with self.db.write() as cursor:
+            yield Tx(self, cursor, self.clock.now())
+
+    # -- one-call conveniences ---------------------------------------------------------
+
+    def create(self, machine: str, *, values: Mapping[str, Any] | None = None, instance_id: object = None) -> Snapshot:
+        binding = validate.binding(machine)
+        iid = validate.instance_id(instance_id) if instance_id is not None else uuid.uuid4()
+        with self.transaction() as tx:
+            return tx.create(binding, iid, values or {})
+
+    def fire(
+        self,
+        machine: str,
+        instance_id: object,
+        event: object,
+        *,
+        actor: object,
+        facts: object = None,
+        expected_version: object = None,
+        idempotency_key: object = None,
+        request_id: object = None,
+        detail: object = None,
+    ) -> Applied:
+        """Apply ``event``; see :meth:`Tx.fire`. Validates everything before touching the database."""
+        args = _FireArgs.parse(machine, instance_id, event, actor, facts, expected_version, idempotency_key, request_id, detail)
+        with self.transaction() as tx:
+            return tx._fire(args)
+
+    def get(self, machine: str, instance_id: object, *, fire_due: bool = True) -> Snapshot:
+        """The instance as stored; timers that came due fire first (lazily) unless ``fire_due`` is false."""
+        binding = validate.binding(machine)
+        iid = validate.instance_id(instance_id)
+        snapshot = _read(self.db, binding, iid)
+        due = snapshot.next_due
+        if fire_due and due is not None and due <= self.clock.now():
+            with self.transaction() as tx:
+                tx.fire_due(binding, iid)
+            snapshot = _read(self.db, binding, iid)
+        return snapshot
+
+    def touch(self, machine: str, instance_id: object) -> bool:
+        """Record activity: restart activity timers (idle, heartbeat). False if the instance moved meanwhile."""
+        binding = validate.binding(machine)
+        iid = validate.instance_id(instance_id)
+        with self.transaction() as tx:
+            return tx.touch(binding, iid)
+
+    def sweep(self, *, limit: int = 200) -> list[Applied]:
+        """Fire every timer that is due, in batches; safe to run from many processes at once."""
+        fired: list[Applied] = []
+        for binding in BINDINGS.values():
+            while True:
+                with self.transaction() as tx:
+                    ids = tx.due_ids(binding, limit)
+                    for iid in ids:
+                        fired.extend(tx.fire_due(binding, iid))
+                if len(ids) < limit:
+                    break
+        return fired
+
+    def durations_for(self, binding: Binding) -> Mapping[str, timedelta]:
+        return self.durations.get(binding.name, {})
+
+
+class _FireArgs:
+    __slots__ = ("actor", "binding", "detail", "event", "expected", "facts", "iid", "key", "request_id")
+
+    @classmethod
+    def parse(
+        cls,
+        machine: object,
+        instance_id: object,
+        event: object,
+        actor: object,
+        facts: object,
+        expected_version: object,
+        idempotency_key: object,
+        request_id: object,
+        detail: object,
+    ) -> _FireArgs:
+        args = cls()
+        args.binding = validate.binding(machine)
+        args.iid = validate.instance_id(instance_id)
+        args.event = args.binding.engine.require_event(event)
+        args.actor = validate.actor(actor)
+        args.facts = validate.facts(facts)
+        args.expected = validate.version(expected_version)
+        args.key = validate.idempotency_key(idempotency_key)
+        args.request_id = validate.request_id(request_id)
+        args.detail = validate.detail(detail)
+        return args
+
+
+class Tx:
+    """Operations inside one write transaction. Obtain from :meth:`TransitionService.transaction`."""
+
+    def __init__(self, service: TransitionService, cursor: Cursor, now: datetime) -> None:
+        self.service = service
+        self.cursor = cursor
+        self.db = service.db
+        self.now = now
+
+    # -- creation ----------------------------------------------------------------------
+
+    def create(self, binding: Binding, iid: uuid.UUID, values: Mapping[str, Any]) -> Snapshot:
+        """Insert a new instance in the machine's initial state with its initial timers armed."""
+        engine = binding.engine
+        timers = engine.initial_timers(self.now, self.service.durations_for(binding))
+        row: dict[str, Any] = {
+            **values,
+            "id": iid,
+            "state": str(binding.definition.initial),
+            "version": 0,
+            "created_at": self.now,
+            "updated_at": self.now,
+            "next_due_at": _earliest(timers),
+            **{f"{name}_due_at": due for name, due in timers.items()},
+        }
+        columns = tuple(sorted(row))
+        table = binding.table
+        prepared = self.db.prepare(("insert", binding.name, columns), lambda: table.insert().values({c: _bind(c) for c in columns}))
+        self.cursor.execute(prepared, row)
+        return Snapshot(binding.name, iid, row["state"], 0, timers, row)
+
+    # -- events ------------------------------------------------------------------------
+
+    def fire(
+        self,
+        machine: str,
+        instance_id: object,
+        event: object,
+        *,
+        actor: object,
+        facts: object = None,
+        expected_version: object = None,
+        idempotency_key: object = None,
+        request_id: object = None,
+        detail: object = None,
+    ) -> Applied:
+        """Apply ``event`` to the instance inside this transaction.
+
+        Due timers fire first. Raises :class:`~lifecycle.EventRefused` (with
+        the instance id) when the machine refuses, :class:`VersionConflict`
+        when ``expected_version`` is stale or a concurrent writer won, and
+        returns the first outcome again for a repeated ``idempotency_key``.
+        """
+        args = _FireArgs.parse(machine, instance_id, event, actor, facts, expected_version, idempotency_key, request_id, detail)
+        return self._fire(args)
+
+    def _fire(self, args: _FireArgs) -> Applied:
+        binding, iid = args.binding, args.iid
+        if args.key is not None:
+            repeated = self._repeat(binding, iid, args.key, args.event)
+            if repeated is not None:
+                return repeated
+        state, version, timers = self._load(binding, iid)
+        fired = self._fire_due_loaded(binding, iid, state, version, timers, args.request_id)
+        if fired:
+            state, version, timers = fired[-1].to_state, fired[-1].version, self._last_timers
+        if args.expected is not None and args.expected != version:
+            raise VersionConflict(binding.name, iid, args.expected, version, stale=True)
+        context = StepContext(args.actor, self.now, args.facts, timers, self.service.durations_for(binding))
+        try:
+            outcome = binding.engine.step(state, args.event, context)
+        except EventRefused as refused:
+            raise refused.for_instance(iid) from None
+        applied = self._apply(binding, iid, version, outcome, self.now, args.request_id, args.detail)
+        if args.key is not None:
+            self.cursor.execute(
+                self.db.prepare("idem_insert", idempotency_insert),
+                {
+                    "machine": binding.name,
+                    "instance_id": iid,
+                    "key": args.key,
+                    "event": args.event,
+                    "outcome": applied.to_json(),
+                    "created_at": self.now,
+                },
+            )
+        if fired:
+            return Applied(**{**_fields(applied), "fired_first": tuple(fired)})
+        return applied
+
+    def fire_due(self, binding: Binding, iid: uuid.UUID) -> list[Applied]:
+        """Fire every timer of the instance that is due now, earliest first."""
+        state, version, timers = self._load(binding, iid)
+        return self._fire_due_loaded(binding, iid, state, version, timers, None)
+
+    def touch(self, binding: Binding, iid: uuid.UUID) -> bool:
+        state, version, timers = self._load(binding, iid)
+        if self._fire_due_loaded(binding, iid, state, version, timers, None):
+            return False
+        touched = binding.engine.touched_timers(state, timers, self.now, self.service.durations_for(binding))
+        values: dict[str, Any] = {"id": iid, "expected": version, "next_due_at": _earliest(touched)}
+        values.update({f"{name}_due_at": due for name, due in touched.items()})
+        return self.cursor.one(self.db.prepare(("touch", binding.name), binding.touch), values) is not None
+
+    def due_ids(self, binding: Binding, limit: int) -> list[uuid.UUID]:
+        skip_locked = self.db.is_postgresql
+        prepared = self.db.prepare(
+            ("due", binding.name, limit, skip_locked),
+            lambda: binding.due(limit=limit, skip_locked=skip_locked),
+            (binding.table.c.id.type,),
+        )
+        return [row[0] for row in self.cursor.all(prepared, {"now": self.now})]
+
+    # -- internals ---------------------------------------------------------------------
+
+    _last_timers: dict[str, datetime | None]
+
+    def _load(self, binding: Binding, iid: uuid.UUID) -> tuple[str, int, dict[str, datetime | None]]:
+        lock = self.db.is_postgresql
+        columns = binding.state_columns()
+        prepared = self.db.prepare(("load", binding.name, lock), lambda: binding.select_state(lock=lock), [c.type for c in columns])
+        row = self.cursor.one(prepared, {"id": iid})
+        if row is None:
+            raise InstanceNotFound(binding.name, iid)
+        return row[0], row[1], dict(zip(binding.timer_names, row[2:], strict=True))
+
+    def _fire_due_loaded(
+        self,
+        binding: Binding,
+        iid: uuid.UUID,
+        state: str,
+        version: int,
+        timers: dict[str, datetime | None],
+        request_id: str | None,
+    ) -> list[Applied]:
+        engine = binding.engine
+        durations = self.service.durations_for(binding)
+        fired: list[Applied] = []
+        while (due := engine.next_due(state, timers)) is not None and due[1] <= self.now:
+            if len(fired) >= _MAX_TIMER_FIRES:
+                raise RuntimeError(f"{binding.name} {iid}: timers keep firing; the definition is broken")
+            timer, due_at = due
+            outcome = engine.step(state, timer.event, StepContext(Actor.TIMER, due_at, timers=timers, durations=durations))
+            applied = self._apply(binding, iid, version, outcome, due_at, request_id, {"timer": timer.name, "fired_at": self.now.isoformat()})
+            fired.append(applied)
+            state, version, timers = outcome.dest, applied.version, outcome.timers
+        self._last_timers = timers
+        return fired
+
+    def _apply(
+        self,
+        binding: Binding,
+        iid: uuid.UUID,
+        version: int,
+        outcome: Outcome,
+        at: datetime,
+        request_id: str | None,
+        detail: dict[str, Any] | None,
+    ) -> Applied:
+        new_version = version + 1
+        values: dict[str, Any] = {
+            "id": iid,
+            "expected": version,
+            "state": outcome.dest,
+            "version": new_version,
+            "updated_at": self.now,
+            "next_due_at": _earliest(outcome.timers),
+        }
+        for name, due in outcome.timers.items():
+            values[f"{name}_due_at"] = due
+        if self.cursor.one(self.db.prepare(("cas", binding.name), binding.compare_and_set), values) is None:
+            _, actual, _ = self._load(binding, iid)
+            raise VersionConflict(binding.name, iid, version, actual, stale=False)
+        self.cursor.execute(
+            self.db.prepare("history", history_insert),
+            {
+                "machine": binding.name,
+                "instance_id": iid,
+                "seq": new_version,
+                "event": outcome.event,
+                "from_state": outcome.source,
+                "to_state": outcome.dest,
+                "actor": str(outcome.actor),
+                "request_id": request_id,
+                "at": at,
+                "detail": detail,
+            },
+        )
+        return Applied(binding.name, iid, outcome.event, outcome.source, outcome.dest, new_version, outcome.actor, at)
+
+    def _repeat(self, binding: Binding, iid: uuid.UUID, key: str, event: str) -> Applied | None:
+        from persistence.bindings import IDEMPOTENCY
+
+        prepared = self.db.prepare("idem_select", idempotency_select, (IDEMPOTENCY.c.event.type, IDEMPOTENCY.c.outcome.type))
+        row = self.cursor.one(prepared, {"machine": binding.name, "instance_id": iid, "key": key})
+        if row is None:
+            return None
+        if row[0] != event:
+            raise IdempotencyKeyReused(key, row[0], event)
+        return Applied.from_json(binding.name, iid, row[1], repeated=True)
+
+
+def _earliest(timers: Mapping[str, datetime | None]) -> datetime | None:
+    due = [value for value in timers.values() if value is not None]
+    return min(due) if due else None
+
+
+def _bind(name: str) -> Any:
+    from sqlalchemy import bindparam
+
+    return bindparam(name)
+
+
+def _fields(applied: Applied) -> dict[str, Any]:
+    return {name: getattr(applied, name) for name in Applied.__slots__}
+
+
+def _read(db: Database, binding: Binding, iid: uuid.UUID) -> Snapshot:
+    from sqlalchemy import select
+
+    with db.engine.connect() as connection:
+        row = connection.execute(select(binding.table).where(binding.table.c.id == iid)).mappings().first()
+    if row is None:
+        raise InstanceNotFound(binding.name, iid)
+    timers = {name: row[f"{name}_due_at"] for name in binding.timer_names}
+    return Snapshot(binding.name, iid, row["state"], row["version"], timers, dict(row))
