@@ -41,6 +41,7 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
             max_overflow=2 * pool_size,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
             echo=echo,
+            hide_parameters=True,  # bound values include password and token hashes: never in errors or logs
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
@@ -48,7 +49,9 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_size=pool_size, max_overflow=2 * pool_size, pool_pre_ping=True, echo=echo)
+        return create_engine(
+            parsed, pool_size=pool_size, max_overflow=2 * pool_size, pool_pre_ping=True, echo=echo, hide_parameters=True
+        )
     raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
 
 
