@@ -1,0 +1,107 @@
+"""Read-side queries: listing sessions, reading history, connections, users.
+
+Reads never fire timers or write; callers that need timers applied first use
+:meth:`persistence.service.TransitionService.get`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, select
+
+from lifecycle import SESSION
+from persistence import validate
+from persistence.database import Database
+from persistence.errors import InvalidInput
+from persistence.models import Connection, Session, TransitionRecord, User
+from persistence.records import HistoryEntry
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    id: uuid.UUID
+    state: str
+    version: int
+    user_id: uuid.UUID | None
+    username: str | None
+
+
+def _limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput("limit", f"must be an integer from 1 to {MAX_PAGE}")
+    return limit
+
+
+def list_sessions(
+    db: Database,
+    *,
+    state: str | None = None,
+    user_id: uuid.UUID | None = None,
+    after: uuid.UUID | None = None,
+    limit: int = 50,
+) -> list[SessionRow]:
+    """Sessions ordered by id, optionally filtered by state and user; ``after`` pages (keyset)."""
+    if state is not None and state not in SESSION.states:
+        raise InvalidInput("state", f"{state!r} is not one of {', '.join(SESSION.states)}")
+    s = Session.__table__.c
+    u = User.__table__.c
+    conditions = []
+    if state is not None:
+        conditions.append(s.state == state)
+    if user_id is not None:
+        conditions.append(s.user_id == user_id)
+    if after is not None:
+        conditions.append(s.id > after)
+    stmt = (
+        select(s.id, s.state, s.version, s.user_id, u.username)
+        .select_from(Session.__table__.outerjoin(User.__table__, s.user_id == u.id))
+        .where(and_(True, *conditions))
+        .order_by(s.id)
+        .limit(_limit(limit))
+    )
+    with db.engine.connect() as connection:
+        return [SessionRow(*row) for row in connection.execute(stmt)]
+
+
+def count_sessions_by_state(db: Database) -> dict[str, int]:
+    s = Session.__table__.c
+    with db.engine.connect() as connection:
+        rows = connection.execute(select(s.state, func.count()).group_by(s.state)).all()
+    return {state: 0 for state in SESSION.states} | {state: count for state, count in rows}
+
+
+def history(
+    db: Database, machine: str, instance_id: object, *, after_seq: int = 0, limit: int = 100
+) -> list[HistoryEntry]:
+    """Transitions of one instance, oldest first, with ``seq > after_seq``."""
+    validate.binding(machine)
+    iid = validate.instance_id(instance_id)
+    if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
+        raise InvalidInput("after_seq", "must be a non-negative integer")
+    h = TransitionRecord.__table__.c
+    stmt = (
+        select(h.machine, h.instance_id, h.seq, h.event, h.from_state, h.to_state, h.actor, h.request_id, h.at, h.detail)
+        .where(and_(h.machine == machine, h.instance_id == iid, h.seq > after_seq))
+        .order_by(h.seq)
+        .limit(_limit(limit))
+    )
+    with db.engine.connect() as connection:
+        return [HistoryEntry(*row) for row in connection.execute(stmt)]
+
+
+def live_connections(db: Database, session_id: object) -> list[uuid.UUID]:
+    """Ids of the session's connections that are open."""
+    sid = validate.instance_id(session_id)
+    c = Connection.__table__.c
+    with db.engine.connect() as connection:
+        return list(connection.scalars(select(c.id).where(and_(c.session_id == sid, c.state == "open")).order_by(c.id)))
+
+
+def user_id_by_name(db: Database, username: str) -> uuid.UUID | None:
+    u = User.__table__.c
+    with db.engine.connect() as connection:
+        return connection.scalar(select(u.id).where(u.username == username))
