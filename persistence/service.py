@@ -190,11 +190,13 @@ class Tx:
 
     def _fire(self, args: _FireArgs) -> Applied:
         binding, iid = args.binding, args.iid
+        # Load (and on PostgreSQL lock) the row before looking up the key, so that
+        # concurrent repeats queue on the row and the later ones find the key.
+        state, version, timers = self._load(binding, iid)
         if args.key is not None:
             repeated = self._repeat(binding, iid, args.key, args.event)
             if repeated is not None:
                 return repeated
-        state, version, timers = self._load(binding, iid)
         fired = self._fire_due_loaded(binding, iid, state, version, timers, args.request_id)
         if fired:
             state, version, timers = fired[-1].to_state, fired[-1].version, self._last_timers
