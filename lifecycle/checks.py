@@ -25,17 +25,7 @@ def problems(definition: Definition) -> list[str]:
         found.append(f"terminal state {state!r} is not a state")
 
     seen_pairs: set[tuple[str, str]] = set()
-    for row in definition.transitions:
-        if row.event not in definition.events:
-            found.append(f"transition uses undeclared event {row.event!r}")
-        for source in row.sources:
-            if source not in states:
-                found.append(f"event {row.event!r} leaves unknown state {source!r}")
-            if (row.event, source) in seen_pairs:
-                found.append(f"event {row.event!r} has two transitions from {source!r}")
-            seen_pairs.add((row.event, source))
-        if row.dest is not None and row.dest not in states:
-            found.append(f"event {row.event!r} enters unknown state {row.dest!r}")
+    found.extend(_transition_problems(definition, states, seen_pairs))
 
     for name, spec in definition.events.items():
         if name != spec.name:
@@ -49,6 +39,25 @@ def problems(definition: Definition) -> list[str]:
 
     found.extend(_timer_problems(definition, seen_pairs))
     found.extend(_graph_problems(definition))
+    return found
+
+
+def _transition_problems(definition: Definition, states: set[str], pairs: set[tuple[str, str]]) -> list[str]:
+    """Problems of the transition rows; records every (event, source) pair seen in ``pairs``."""
+    found: list[str] = []
+    for row in definition.transitions:
+        if row.event not in definition.events:
+            found.append(f"transition uses undeclared event {row.event!r}")
+        if not row.sources:
+            found.append(f"a transition of event {row.event!r} has no source state")
+        for source in row.sources:
+            if source not in states:
+                found.append(f"event {row.event!r} leaves unknown state {source!r}")
+            if (row.event, source) in pairs:
+                found.append(f"event {row.event!r} has two transitions from {source!r}")
+            pairs.add((row.event, source))
+        if row.dest is not None and row.dest not in states:
+            found.append(f"event {row.event!r} enters unknown state {row.dest!r}")
     return found
 
 
