@@ -1,8 +1,9 @@
 """The Litestar application, assembled in one place from a :class:`Settings`.
 
-Until the HTTP API lands this serves health and readiness and runs the timer
-sweeper in the background, so expiry, grace and end of life fire with no
-request arriving.
+``create_app(settings)`` builds everything (database, transition service,
+keys, flows, routes, error mapping, observability) with no import-time
+state, so tests build apps with their own settings. The lifespan runs the
+timer sweeper, so expiry, grace and end of life fire with no request arriving.
 """
 
 from __future__ import annotations
@@ -12,38 +13,30 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from litestar import Litestar, Response, get
+from litestar import Litestar
 from litestar.datastructures import State
-from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
-from sqlalchemy import text
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.problem_details import ProblemDetailsPlugin
 
+from api import observability, problems
+from api.auth.authenticate import Authenticator
+from api.auth.flows import Flows
+from api.auth.keys import load_keys
+from api.auth.tokens import AccessTokens
+from api.context import AppContext, provide_ctx
+from api.routes.admin import AdminController
+from api.routes.auth import AuthController
+from api.routes.lifecycle import LifecycleController
+from api.routes.ops import health, ready
+from api.routes.sessions import SessionController
 from api.settings import Settings
-from persistence import migrate
+from lifecycle import Clock, SystemClock
 from persistence.database import Database
 from persistence.service import TransitionService
 
 log = logging.getLogger("sessionflow.app")
-
-
-@get("/api/health", sync_to_thread=False)
-def health() -> dict[str, str]:
-    """Liveness: the process answers."""
-    return {"status": "ok"}
-
-
-@get("/api/ready", sync_to_thread=True)
-def ready(state: State) -> Response[dict[str, str]]:
-    """Readiness: the database answers and its schema is at the migrations' head."""
-    db: Database = state.db
-    try:
-        with db.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        at_head = migrate.is_at_head(db)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the type is reported
-        return Response({"status": "unavailable", "reason": f"database: {type(exc).__name__}"}, status_code=HTTP_503_SERVICE_UNAVAILABLE)
-    if not at_head:
-        return Response({"status": "unavailable", "reason": "schema is not at head; run sessionflow migrate"}, status_code=HTTP_503_SERVICE_UNAVAILABLE)
-    return Response({"status": "ready"}, status_code=HTTP_200_OK)
 
 
 async def sweep_periodically(service: TransitionService, interval: float) -> None:
@@ -58,26 +51,57 @@ async def sweep_periodically(service: TransitionService, interval: float) -> Non
         await asyncio.sleep(interval)
 
 
-def create_app(settings: Settings) -> Litestar:
-    """Build the application for ``settings``; nothing is shared between apps."""
+def build_context(settings: Settings, *, clock: Clock | None = None) -> AppContext:
+    clock = clock or SystemClock()
     db = Database.from_url(settings.database_url, pool_size=settings.pool_size)
-    service = TransitionService(db, durations=settings.durations())
+    service = TransitionService(db, clock=clock, durations=settings.durations())
+    access = AccessTokens(
+        load_keys(settings), issuer=settings.jwt_issuer, audience=settings.jwt_audience, ttl=settings.access_token_ttl, clock=clock
+    )
+    return AppContext(
+        settings=settings,
+        db=db,
+        service=service,
+        auth=Authenticator(service, access, idle_timeout=settings.session_idle_timeout),
+        flows=Flows(service, access, settings),
+    )
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: bool = True) -> Litestar:
+    """Build the application for ``settings``; nothing is shared between apps."""
+    ctx = build_context(settings, clock=clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        task = asyncio.create_task(sweep_periodically(service, settings.sweep_interval.total_seconds()))
+        observability.SESSIONS_BY_STATE.attach(ctx.db)
+        task = asyncio.create_task(sweep_periodically(ctx.service, settings.sweep_interval.total_seconds())) if run_sweeper else None
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            db.dispose()
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            observability.SESSIONS_BY_STATE.detach(ctx.db)
+            ctx.db.dispose()
 
     return Litestar(
-        route_handlers=[health, ready],
-        state=State({"db": db, "service": service, "settings": settings}),
+        route_handlers=[health, ready, AuthController, SessionController, LifecycleController, AdminController, observability.MetricsController],
+        dependencies={"ctx": Provide(provide_ctx, sync_to_thread=False)},
+        state=State({"ctx": ctx}),
         lifespan=[lifespan],
+        plugins=[ProblemDetailsPlugin(problems.config())],
+        exception_handlers={Exception: problems.internal_error},
+        middleware=[observability.request_id_middleware, observability.prometheus().middleware, observability.access_log().middleware],
+        logging_config=observability.logging_config(settings.log_level),
+        openapi_config=OpenAPIConfig(
+            title="sessionflow",
+            version="0.1.0",
+            path="/api/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+            description="Session and WebSocket lifecycles as persistent, enforced state machines.",
+        ),
+        request_max_body_size=64 * 1024,
     )
 
 

@@ -32,7 +32,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = "sqlite:///sessionflow.db"
+    database_url: str = field(default="sqlite:///sessionflow.db", repr=False)  # may carry a password
     pool_size: int = 10
     host: str = "127.0.0.1"
     port: int = 8000
@@ -47,6 +47,30 @@ class Settings:
     ws_handshake_timeout: timedelta = CONNECTION.timer("handshake").default
     ws_heartbeat_interval: timedelta = timedelta(seconds=25)
     allowed_origins: tuple[str, ...] = field(default=())
+    # Tokens (DESIGN 5)
+    jwt_algorithm: str = "HS256"
+    jwt_secret: str = field(default="", repr=False)  # HS256; empty: read or generate the secret file
+    jwt_secret_file: str = ""  # default: sessionflow.secret beside the SQLite file, else in the working directory
+    jwt_private_key_file: str = ""  # EdDSA / RS256, PEM
+    jwt_public_key_file: str = ""
+    jwt_issuer: str = "sessionflow"
+    jwt_audience: str = "sessionflow"
+    access_token_ttl: timedelta = timedelta(minutes=15)
+    refresh_token_ttl: timedelta = timedelta(days=7)
+    ws_ticket_ttl: timedelta = timedelta(seconds=30)
+    max_sessions_per_user: int = 10
+    # Login rate limits: attempts per window, per username and per client address, shared by all workers
+    login_limit_per_user: int = 5
+    login_limit_per_address: int = 20
+    login_limit_window: timedelta = timedelta(minutes=1)
+    # External identity provider (OIDC ID tokens); disabled while oidc_issuer is empty
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
+    oidc_algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
+    oidc_username_claim: str = "preferred_username"
+    # Comma-separated proxy addresses whose X-Forwarded-For is trusted (uvicorn --forwarded-allow-ips)
+    forwarded_allow_ips: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -68,7 +92,17 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        for name in ("pool_size", "port", "workers"):
+        if self.jwt_algorithm not in {"HS256", "EdDSA", "RS256"}:
+            raise SettingsError(f"{PREFIX}JWT_ALGORITHM must be HS256, EdDSA or RS256, not {self.jwt_algorithm!r}")
+        if self.jwt_algorithm != "HS256" and not (self.jwt_private_key_file and self.jwt_public_key_file):
+            raise SettingsError(
+                f"{PREFIX}JWT_ALGORITHM={self.jwt_algorithm} needs {PREFIX}JWT_PRIVATE_KEY_FILE and {PREFIX}JWT_PUBLIC_KEY_FILE"
+            )
+        if self.jwt_secret and len(self.jwt_secret.encode()) < 32:
+            raise SettingsError(f"{PREFIX}JWT_SECRET must be at least 32 bytes")
+        if self.oidc_issuer and not (self.oidc_audience and self.oidc_jwks_url):
+            raise SettingsError(f"{PREFIX}OIDC_ISSUER needs {PREFIX}OIDC_AUDIENCE and {PREFIX}OIDC_JWKS_URL")
+        for name in ("pool_size", "port", "workers", "max_sessions_per_user", "login_limit_per_user", "login_limit_per_address"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")
         for f in dataclasses.fields(self):

@@ -17,6 +17,7 @@ from persistence.database import Database
 from persistence.errors import InvalidInput
 from persistence.models import Connection, Session, TransitionRecord, User
 from persistence.records import HistoryEntry
+from persistence.tokens import UserRecord
 
 MAX_PAGE = 500
 
@@ -99,6 +100,23 @@ def live_connections(db: Database, session_id: object) -> list[uuid.UUID]:
     c = Connection.__table__.c
     with db.engine.connect() as connection:
         return list(connection.scalars(select(c.id).where(and_(c.session_id == sid, c.state == "open")).order_by(c.id)))
+
+
+def user_by_name(db: Database, username: str) -> UserRecord | None:
+    """The user called ``username``, read outside any write transaction (password checks are slow)."""
+    u = User.__table__.c
+    with db.engine.connect() as connection:
+        row = connection.execute(
+            select(u.id, u.username, u.password_hash, u.is_admin, u.enabled).where(u.username == username)
+        ).first()
+    return UserRecord(*row) if row is not None else None
+
+
+def user_by_id(db: Database, user_id: uuid.UUID) -> UserRecord | None:
+    u = User.__table__.c
+    with db.engine.connect() as connection:
+        row = connection.execute(select(u.id, u.username, u.password_hash, u.is_admin, u.enabled).where(u.id == user_id)).first()
+    return UserRecord(*row) if row is not None else None
 
 
 def user_id_by_name(db: Database, username: str) -> uuid.UUID | None:

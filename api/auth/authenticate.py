@@ -1,0 +1,101 @@
+"""The one place that decides who is calling, for HTTP and WebSocket alike.
+
+A bearer token is verified (signature, pinned algorithm, every claim), then
+checked against the session row: it exists, its token generation is current,
+and its state permits the purpose. Logout, revocation and refresh therefore
+take effect at once, not when the token expires. Due timers fire before the
+check, so an idle session is seen as expired the moment its timeout passes.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from api.auth.errors import InvalidCredentials, NotConnectable
+from api.auth.tokens import ANONYMOUS_TYPE, AccessTokens
+from lifecycle import SessionState
+from persistence.errors import InstanceNotFound
+from persistence.service import TransitionService
+from persistence.tokens import token_hash
+
+S = SessionState
+LIVE = frozenset({S.SESSION_ACTIVE, S.WS_CONNECTED, S.WS_DISCONNECTED})
+TOUCH_EVERY = timedelta(seconds=60)  # at most one idle-timer write per session per minute
+
+
+class Purpose(enum.StrEnum):
+    HTTP = "http"  # any authenticated HTTP call
+    LOGOUT = "logout"  # ending the session: also allowed once it expired
+    WEBSOCKET = "websocket"  # opening or keeping a WebSocket
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a session holder, through an access token or (before login) an anonymous token."""
+
+    session_id: uuid.UUID
+    user_id: uuid.UUID | None
+    state: str
+    version: int
+    anonymous: bool
+    token_expires_at: int
+
+
+class Authenticator:
+    def __init__(self, service: TransitionService, tokens: AccessTokens, *, idle_timeout: timedelta) -> None:
+        self.service = service
+        self.tokens = tokens
+        self.idle_timeout = idle_timeout
+
+    def bearer(self, authorization: str | None, purpose: Purpose) -> Principal:
+        """Authenticate an ``Authorization: Bearer <token>`` header value."""
+        if not authorization:
+            raise InvalidCredentials("no credentials: send Authorization: Bearer <access token>", code="credentials_missing")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise InvalidCredentials("the Authorization header must be 'Bearer <access token>'", code="credentials_missing")
+        return self.token(token.strip(), purpose)
+
+    def token(self, token: str, purpose: Purpose) -> Principal:
+        claims = self.tokens.verify(token)
+        try:
+            snapshot = self.service.get("session", claims.session_id)
+        except InstanceNotFound:
+            raise InvalidCredentials("the token names no session", code="session_unknown") from None
+        row = snapshot.row
+        if claims.typ == ANONYMOUS_TYPE:
+            stored = row.get("anonymous_token_hash")
+            if snapshot.state != S.ANONYMOUS or stored is None or stored != token_hash(token):
+                raise InvalidCredentials("the anonymous token is no longer valid", code="token_superseded")
+            if purpose is Purpose.WEBSOCKET:
+                raise NotConnectable("the session is anonymous: log in before connecting", code="session_not_connectable")
+            return Principal(snapshot.id, None, snapshot.state, snapshot.version, True, claims.expires_at)
+        if row.get("user_id") != claims.user_id:
+            raise InvalidCredentials("the token does not match its session", code="token_invalid")
+        _require_state(snapshot.state, purpose)
+        if row.get("token_generation") != claims.generation:
+            raise InvalidCredentials("the token was superseded by a newer one; use the latest", code="token_superseded")
+        self._touch(snapshot.id, snapshot.timers.get("idle"))
+        return Principal(snapshot.id, claims.user_id, snapshot.state, snapshot.version, False, claims.expires_at)
+
+    def _touch(self, session_id: uuid.UUID, idle_due: object) -> None:
+        """Authenticated use is activity: push the idle timeout back, at most once a minute."""
+        from datetime import datetime
+
+        if isinstance(idle_due, datetime) and idle_due - self.service.clock.now() < self.idle_timeout - TOUCH_EVERY:
+            self.service.touch("session", session_id)
+
+
+def _require_state(state: str, purpose: Purpose) -> None:
+    if state in LIVE or (purpose is Purpose.LOGOUT and state == S.SESSION_EXPIRED):
+        return
+    if state == S.SESSION_EXPIRED:
+        raise InvalidCredentials("the session expired from inactivity; refresh it", code="session_expired")
+    if state == S.REVOKED:
+        raise InvalidCredentials("the session was revoked; log in again", code="session_revoked")
+    if state == S.CLOSED:
+        raise InvalidCredentials("the session is closed; log in again", code="session_closed")
+    raise NotConnectable(f"the session is {state}: finish login first", code="session_not_connectable")

@@ -1,0 +1,236 @@
+"""Session flows: creating, logging in, refreshing, logging out, revoking, tickets.
+
+Each flow is one transaction through the transition service, so a session
+and its credentials change together or not at all. Sessions are created and
+credentials issued only here, by the server; login, refresh and logout always
+issue fresh credentials and invalidate the old ones (no session fixation).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from api.auth.errors import InvalidCredentials, RateLimited
+from api.auth.tokens import ANONYMOUS_TYPE, AccessTokens
+from api.passwords import verify_password
+from api.settings import Settings
+from lifecycle import Actor, EventRefused, SessionState
+from persistence import queries, tokens
+from persistence.bindings import SESSIONS
+from persistence.records import Applied
+from persistence.service import TransitionService, Tx
+from persistence.tokens import RefreshStatus, UserRecord
+
+S = SessionState
+# Verified against when the user does not exist, so that unknown users and wrong passwords cost the same.
+_DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$hyUPFzFhL58h8rkf7qODGg$5aHW3e+zrg9Yb/LDw5rpnHXbH2TUqxq0Lq9yUcTz/WY"
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """Fresh credentials for a session, as login and refresh return them."""
+
+    session_id: uuid.UUID
+    state: str
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    refresh_expires_in: int
+
+
+class Flows:
+    def __init__(self, service: TransitionService, access: AccessTokens, settings: Settings) -> None:
+        self.service = service
+        self.access = access
+        self.settings = settings
+
+    # -- anonymous sessions ----------------------------------------------------------
+
+    def create_anonymous(self, *, request_id: str | None) -> tuple[uuid.UUID, str]:
+        """A new anonymous session and its token (which only the login upgrade accepts)."""
+        session_id = uuid.uuid4()
+        token = self.access.issue_anonymous(session_id=session_id, ttl=self.settings.session_login_window)
+        with self.service.transaction() as tx:
+            tx.create(SESSIONS, session_id, {"anonymous_token_hash": tokens.token_hash(token)})
+        return session_id, token
+
+    # -- login -------------------------------------------------------------------------
+
+    def login_password(
+        self,
+        username: str,
+        password: str,
+        *,
+        client_address: str,
+        session_id: uuid.UUID | None = None,
+        anonymous_token: str | None = None,
+        request_id: str | None = None,
+    ) -> Issued:
+        """Verify a password and log in. Every failure is the same ``login_failed`` (no user enumeration)."""
+        self._count_attempt(username, client_address)
+        user = queries.user_by_name(self.service.db, username)
+        ok = verify_password(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
+        if user is None or not ok or not user.enabled or user.password_hash is None:
+            raise InvalidCredentials("unknown user or wrong password", code="login_failed")
+        with self.service.transaction() as tx:
+            tokens.clear_attempts(tx, _user_key(username))
+        return self.login_user(user, session_id=session_id, anonymous_token=anonymous_token, request_id=request_id)
+
+    def login_user(
+        self,
+        user: UserRecord,
+        *,
+        session_id: uuid.UUID | None = None,
+        anonymous_token: str | None = None,
+        request_id: str | None = None,
+    ) -> Issued:
+        """Create (or upgrade) a session for a verified user: ``authenticate`` then ``activate``."""
+        if (session_id is None) != (anonymous_token is None):
+            raise InvalidCredentials("upgrading a session needs both session_id and anonymous_token", code="token_invalid")
+        if anonymous_token is not None:
+            claims = self.access.verify(anonymous_token)
+            if claims.typ != ANONYMOUS_TYPE or claims.session_id != session_id:
+                raise InvalidCredentials("the anonymous token does not belong to that session", code="token_invalid")
+        with self.service.transaction() as tx:
+            if session_id is None:
+                session_id = tx.create(SESSIONS, uuid.uuid4(), {}).id
+            else:
+                assert anonymous_token is not None
+                if not tokens.anonymous_token_matches(tx, session_id, anonymous_token):
+                    raise InvalidCredentials("the anonymous token was already used", code="token_superseded")
+            tokens.bind_user(tx, session_id, user.id)
+            tx.fire("session", session_id, "authenticate", actor=Actor.SERVER, facts={"credentials_verified": True}, request_id=request_id)
+            current = tokens.user_by_id(tx, user.id)
+            live = tokens.live_sessions_of(tx, user.id)  # includes this one, now authenticated
+            tx.fire(
+                "session",
+                session_id,
+                "activate",
+                actor=Actor.SERVER,
+                facts={
+                    "user_enabled": bool(current and current.enabled),
+                    "under_session_cap": live <= self.settings.max_sessions_per_user,
+                },
+                request_id=request_id,
+            )
+            return self._issue(tx, session_id, user.id, S.SESSION_ACTIVE)
+
+    # -- refresh -----------------------------------------------------------------------
+
+    def refresh(self, refresh_token: str, *, request_id: str | None = None) -> Issued:
+        """Rotate credentials. A refresh token used twice means theft: the session is revoked."""
+        if not refresh_token.startswith(tokens.REFRESH_PREFIX) or len(refresh_token) > 128:
+            raise InvalidCredentials("that is not a refresh token", code="refresh_token_invalid")
+        reused = False
+        with self.service.transaction() as tx:
+            lookup = tokens.use_refresh(tx, refresh_token)
+            if lookup.status is RefreshStatus.UNKNOWN:
+                raise InvalidCredentials("unknown refresh token; log in again", code="refresh_token_invalid")
+            assert lookup.session_id is not None
+            if lookup.status is RefreshStatus.EXPIRED:
+                raise InvalidCredentials("the refresh token expired; log in again", code="refresh_token_invalid")
+            if lookup.status is RefreshStatus.REUSED:
+                reused = True
+                self._end(tx, lookup.session_id, "revoke", Actor.SERVER, {"reason": "refresh_token_reuse"}, request_id, quiet=True)
+            else:
+                try:
+                    applied = tx.fire(
+                        "session", lookup.session_id, "refresh", actor=Actor.CLIENT, facts={"refresh_token_current": True}, request_id=request_id
+                    )
+                except EventRefused as refused:
+                    raise _ended(refused.state) from None
+                user_id = tokens.session_owner(tx, lookup.session_id)
+                assert user_id is not None
+                return self._issue(tx, lookup.session_id, user_id, applied.to_state)
+        assert reused
+        raise InvalidCredentials(
+            "this refresh token was already used; the session is revoked as a precaution; log in again", code="refresh_token_reused"
+        )
+
+    # -- ending sessions ---------------------------------------------------------------
+
+    def logout(self, session_id: uuid.UUID, *, request_id: str | None = None, idempotency_key: str | None = None, expected_version: int | None = None) -> Applied:
+        with self.service.transaction() as tx:
+            return self._end(tx, session_id, "logout", Actor.CLIENT, None, request_id, key=idempotency_key, expected=expected_version)
+
+    def revoke(
+        self, session_id: uuid.UUID, *, actor: Actor, reason: str, request_id: str | None = None, idempotency_key: str | None = None, expected_version: int | None = None
+    ) -> Applied:
+        with self.service.transaction() as tx:
+            return self._end(tx, session_id, "revoke", actor, {"reason": reason}, request_id, key=idempotency_key, expected=expected_version)
+
+    def revoke_user(self, user_id: uuid.UUID, *, reason: str, disable: bool, request_id: str | None = None) -> list[Applied]:
+        """Revoke every open session of a user (and disable the user first, if asked), atomically."""
+        with self.service.transaction() as tx:
+            if disable and not tokens.set_user_enabled(tx, user_id, False):
+                raise LookupError(f"no user {user_id}")
+            return [
+                self._end(tx, sid, "revoke", Actor.ADMIN, {"reason": reason}, request_id)
+                for sid in tokens.open_sessions_of(tx, user_id)
+            ]
+
+    def ticket(self, session_id: uuid.UUID) -> tuple[str, int]:
+        ttl = self.settings.ws_ticket_ttl
+        with self.service.transaction() as tx:
+            return tokens.issue_ticket(tx, session_id, ttl), int(ttl.total_seconds())
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _end(
+        self,
+        tx: Tx,
+        session_id: uuid.UUID,
+        event: str,
+        actor: Actor,
+        detail: dict[str, str] | None,
+        request_id: str | None,
+        *,
+        key: str | None = None,
+        expected: int | None = None,
+        quiet: bool = False,
+    ) -> Applied:
+        """Fire a terminal event and make every credential of the session useless."""
+        try:
+            applied = tx.fire("session", session_id, event, actor=actor, detail=detail, request_id=request_id, idempotency_key=key, expected_version=expected)
+        except EventRefused:
+            if not quiet:
+                raise
+            applied = None  # already ended: still retire its credentials below
+        tokens.retire_refresh_tokens(tx, session_id)
+        tokens.next_generation(tx, session_id)
+        return applied  # type: ignore[return-value]
+
+    def _issue(self, tx: Tx, session_id: uuid.UUID, user_id: uuid.UUID, state: str) -> Issued:
+        generation = tokens.next_generation(tx, session_id)
+        refresh, refresh_expires = tokens.issue_refresh(tx, session_id, generation, self.settings.refresh_token_ttl)
+        access = self.access.issue(user_id=user_id, session_id=session_id, generation=generation)
+        return Issued(
+            session_id=session_id,
+            state=str(state),
+            access_token=access,
+            refresh_token=refresh,
+            expires_in=int(self.access.ttl.total_seconds()),
+            refresh_expires_in=int((refresh_expires - tx.now).total_seconds()),
+        )
+
+    def _count_attempt(self, username: str, client_address: str) -> None:
+        window = self.settings.login_limit_window
+        checks = ((_user_key(username), self.settings.login_limit_per_user), (f"login:addr:{client_address}", self.settings.login_limit_per_address))
+        with self.service.transaction() as tx:
+            counts = [(tokens.count_attempt(tx, key, window), limit) for key, limit in checks]
+        for (count, started), limit in counts:
+            if count > limit:
+                retry_after = max(1, int((started + window - self.service.clock.now()).total_seconds()) + 1)
+                raise RateLimited(f"too many login attempts; retry in {retry_after} s", retry_after=retry_after)
+
+
+def _user_key(username: str) -> str:
+    return f"login:user:{username.casefold()[:150]}"
+
+
+def _ended(state: str) -> InvalidCredentials:
+    if state == S.REVOKED:
+        return InvalidCredentials("the session was revoked; log in again", code="session_revoked")
+    return InvalidCredentials("the session is closed; log in again", code="session_closed")
+

@@ -1,0 +1,56 @@
+"""What request handlers need, built once per app by ``create_app`` and injected as ``ctx``."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+from litestar import Request
+from litestar.datastructures import State
+
+from api.auth.authenticate import Authenticator, Principal, Purpose
+from api.auth.errors import Forbidden
+from api.auth.flows import Flows
+from api.settings import Settings
+from persistence import queries
+from persistence.database import Database
+from persistence.service import TransitionService
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class AppContext:
+    settings: Settings
+    db: Database
+    service: TransitionService
+    auth: Authenticator
+    flows: Flows
+
+    def principal(self, request: Request[object, object, State], purpose: Purpose = Purpose.HTTP) -> Principal:
+        return self.auth.bearer(request.headers.get("authorization"), purpose)
+
+    def is_admin(self, principal: Principal) -> bool:
+        if principal.user_id is None:
+            return False
+        user = queries.user_by_id(self.db, principal.user_id)
+        return bool(user and user.is_admin and user.enabled)
+
+    def require_admin(self, principal: Principal) -> None:
+        if not self.is_admin(principal):
+            raise Forbidden("this needs the admin role", code="admin_required")
+
+
+def request_id(request: Request[object, object, State]) -> str:
+    """The request's id: the caller's X-Request-ID if well-formed, else one we made (see observability)."""
+    value = request.scope.get("state", {}).get("request_id")
+    if isinstance(value, str):
+        return value
+    header = request.headers.get("x-request-id", "")
+    return header if _REQUEST_ID.match(header) else uuid.uuid4().hex
+
+
+def provide_ctx(state: State) -> AppContext:
+    ctx: AppContext = state.ctx
+    return ctx

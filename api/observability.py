@@ -1,0 +1,151 @@
+"""Request ids, logging and Prometheus metrics.
+
+Every log line carries the request id (``X-Request-ID`` from the caller when
+well formed, else generated, and echoed on the response). Access logs record
+method, path and status only: never headers, query strings or bodies, where
+tokens, tickets and passwords travel.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from litestar.logging.config import LoggingConfig
+from litestar.middleware.logging import LoggingMiddlewareConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import REGISTRY, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from lifecycle import EventRefused
+from persistence import queries
+from persistence.database import Database
+from persistence.records import Applied
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def request_id_middleware(app: ASGIApp) -> ASGIApp:
+    """Give every HTTP request and WebSocket an id, in the scope, the logs and the response."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await app(scope, receive, send)
+            return
+        header = dict(scope.get("headers", ())).get(b"x-request-id", b"").decode("latin-1")
+        rid = header if _VALID_ID.match(header) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid  # type: ignore[typeddict-unknown-key]
+        token = REQUEST_ID.set(rid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
+
+    return middleware
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
+
+
+def logging_config(level: str) -> LoggingConfig:
+    return LoggingConfig(
+        filters={"request_id": {"()": _RequestIdFilter}},
+        formatters={"standard": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
+        handlers={
+            "console": {"class": "logging.StreamHandler", "formatter": "standard", "filters": ["request_id"]},
+            "queue_listener": {
+                "class": "litestar.logging.standard.QueueListenerHandler",
+                "level": "DEBUG",
+                "formatter": "standard",
+                "filters": ["request_id"],
+            },
+        },
+        loggers={
+            "sessionflow": {"level": level.upper(), "handlers": ["queue_listener"], "propagate": False},
+            "litestar": {"level": level.upper(), "handlers": ["queue_listener"], "propagate": False},
+        },
+        log_exceptions="never",  # unexpected errors are logged once, by api.problems.internal_error
+    )
+
+
+def access_log() -> LoggingMiddlewareConfig:
+    return LoggingMiddlewareConfig(
+        logger_name="sessionflow.access",
+        request_log_fields=("method", "path"),
+        response_log_fields=("status_code",),
+    )
+
+
+TRANSITIONS = Counter(
+    "sessionflow_transitions", "Events applied or refused, by machine, event and outcome", ["machine", "event", "outcome"]
+)
+
+
+def count_applied(applied: Sequence[Applied]) -> None:
+    for a in applied:
+        TRANSITIONS.labels(a.machine, a.event, "applied").inc()
+        for timer in a.fired_first:
+            TRANSITIONS.labels(timer.machine, timer.event, "applied").inc()
+
+
+def count_refused(refused: EventRefused) -> None:
+    TRANSITIONS.labels(refused.machine, refused.event, "refused").inc()
+
+
+class _SessionsByState(Collector):
+    """Sessions per state, read from the database at scrape time."""
+
+    def __init__(self) -> None:
+        self._sources: list[Database] = []
+        self._lock = threading.Lock()
+
+    def attach(self, db: Database) -> None:
+        with self._lock:
+            self._sources.append(db)
+
+    def detach(self, db: Database) -> None:
+        with self._lock:
+            if db in self._sources:
+                self._sources.remove(db)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            db = self._sources[-1] if self._sources else None
+        if db is None:
+            return
+        family = GaugeMetricFamily("sessionflow_sessions", "Sessions by state", labels=["state"])
+        for state, count in queries.count_sessions_by_state(db).items():
+            family.add_metric([state], count)
+        yield family
+
+
+SESSIONS_BY_STATE = _SessionsByState()
+REGISTRY.register(SESSIONS_BY_STATE)
+
+
+def prometheus() -> PrometheusConfig:
+    return PrometheusConfig(app_name="sessionflow", prefix="sessionflow", group_path=True, exclude=["/api/metrics"])
+
+
+class MetricsController(PrometheusController):
+    path = "/api/metrics"
+    include_in_schema = False
+
+

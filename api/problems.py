@@ -1,0 +1,104 @@
+"""Domain errors to RFC 9457 problem details: the one place where that mapping lives.
+
+Every problem has a stable ``type`` (``urn:sessionflow:problem:<code>``) and
+``code``; refusals by the machine add ``state``, ``event`` and
+``allowed_events``. Messages never carry a credential.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
+
+from api.auth.errors import AuthError, RateLimited
+from lifecycle import ActorNotPermitted, EventRefused, GuardFailed, UnknownEvent, UnknownState
+from persistence.errors import (
+    IdempotencyKeyReused,
+    InstanceNotFound,
+    InvalidInput,
+    StoreUnavailable,
+    VersionConflict,
+)
+
+log = logging.getLogger("sessionflow.problems")
+
+TYPE_PREFIX = "urn:sessionflow:problem:"
+
+
+def problem(status: int, code: str, title: str, detail: str = "", *, headers: dict[str, str] | None = None, **extra: Any) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=status,
+        type_=TYPE_PREFIX + code,
+        title=title,
+        detail=detail or title,
+        headers=headers,
+        extra={"code": code, **extra},
+    )
+
+
+def _refused(exc: EventRefused) -> ProblemDetailsException:
+    extra = {"state": exc.state, "event": exc.event, "allowed_events": list(exc.allowed_events)}
+    if isinstance(exc, ActorNotPermitted):
+        return problem(403, "event_not_permitted", "You may not fire this event", exc.reason, **extra)
+    if isinstance(exc, GuardFailed):
+        return problem(409, "guard_failed", "A precondition of this event is not met", exc.reason, guards=list(exc.guards), **extra)
+    return problem(409, "transition_not_allowed", f"'{exc.event}' is not allowed in state '{exc.state}'", exc.reason, **extra)
+
+
+def _auth(exc: AuthError) -> ProblemDetailsException:
+    headers: dict[str, str] = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{exc.code}"'
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+        return problem(429, exc.code, "Too many attempts", exc.detail, headers=headers, retry_after=exc.retry_after)
+    titles = {401: "Not authenticated", 403: "Forbidden", 409: "Not possible in the session's state"}
+    return problem(exc.status, exc.code, titles.get(exc.status, "Refused"), exc.detail, headers=headers)
+
+
+def _conflict(exc: VersionConflict) -> ProblemDetailsException:
+    if exc.stale:
+        return problem(412, "version_mismatch", "The session changed since you read it", str(exc), current_version=exc.actual)
+    return problem(409, "concurrent_change", "Another change won; read the session and retry", str(exc), current_version=exc.actual)
+
+
+def _http(exc: HTTPException) -> ProblemDetailsException:
+    if isinstance(exc, ProblemDetailsException):
+        return exc
+    if isinstance(exc, ValidationException):
+        return problem(400, "invalid_request", "The request is malformed", str(exc.detail), errors=exc.extra or [])
+    if isinstance(exc, NotFoundException):
+        return problem(404, "not_found", "Nothing here", str(exc.detail))
+    code = {405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}.get(exc.status_code, f"http_{exc.status_code}")
+    return problem(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+MAPPING: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
+    HTTPException: _http,
+    EventRefused: _refused,
+    AuthError: _auth,
+    VersionConflict: _conflict,
+    UnknownEvent: lambda e: problem(404, "unknown_event", "No such event", str(e), known_events=list(e.known)),
+    UnknownState: lambda e: problem(422, "unknown_state", "No such state", str(e), known_states=list(e.known)),
+    InstanceNotFound: lambda e: problem(404, "session_not_found", "No such session", "no session with this id is visible to you"),
+    InvalidInput: lambda e: problem(422, "invalid_input", f"Invalid {e.field}", str(e), field=e.field),
+    IdempotencyKeyReused: lambda e: problem(422, "idempotency_key_reused", "Idempotency key already used for another event", str(e)),
+    StoreUnavailable: lambda e: problem(
+        503, "store_unavailable", "The session store is unavailable", "retry with backoff", headers={"Retry-After": "1"}
+    ),
+}
+
+
+def config() -> ProblemDetailsConfig:
+    return ProblemDetailsConfig(enable_for_all_http_exceptions=True, exception_to_problem_detail_map=MAPPING)
+
+
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Anything unmapped is a bug: log it with the request id, answer a problem without internals."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "internal_error", "Internal error", "the server failed; this is a bug").to_response(request)

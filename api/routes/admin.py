@@ -1,0 +1,98 @@
+"""Administration: list sessions, revoke one session or all of a user's, disable a user."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+
+from api.auth.authenticate import Purpose
+from api.context import AppContext, request_id
+from api.problems import problem
+from lifecycle import SESSION, Actor
+from persistence import queries
+
+StateName = Annotated[str | None, Parameter(query="state", description="only sessions in this state")]
+
+
+class AdminSession(msgspec.Struct):
+    session_id: uuid.UUID
+    state: str
+    version: int
+    user_id: uuid.UUID | None
+    username: str | None
+
+
+class SessionPage(msgspec.Struct):
+    items: list[AdminSession]
+    next: uuid.UUID | None  # pass as ?after= for the next page
+
+
+class RevokeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str = "admin"
+
+
+class Revoked(msgspec.Struct):
+    revoked: list[uuid.UUID]
+
+
+class AdminController(Controller):
+    path = "/api/admin"
+    tags = ["admin"]
+
+    @get("/sessions", sync_to_thread=True, summary="Sessions by state and user, paginated by id")
+    def sessions(
+        self,
+        ctx: AppContext,
+        request: Request[Any, Any, State],
+        state_filter: StateName = None,
+        user: Annotated[str | None, Parameter(query="user", description="username")] = None,
+        after: Annotated[uuid.UUID | None, Parameter(query="after")] = None,
+        limit: Annotated[int, Parameter(ge=1, le=queries.MAX_PAGE)] = 50,
+    ) -> SessionPage:
+        ctx.require_admin(ctx.principal(request, Purpose.HTTP))
+        state = state_filter
+        if state is not None and state not in SESSION.states:
+            raise problem(422, "unknown_state", "No such state", f"known states: {', '.join(SESSION.states)}")
+        user_id = None
+        if user is not None:
+            user_id = queries.user_id_by_name(ctx.db, user)
+            if user_id is None:
+                return SessionPage(items=[], next=None)
+        rows = queries.list_sessions(ctx.db, state=state, user_id=user_id, after=after, limit=limit + 1)
+        items = [AdminSession(r.id, r.state, r.version, r.user_id, r.username) for r in rows[:limit]]
+        return SessionPage(items=items, next=items[-1].session_id if len(rows) > limit else None)
+
+    @post("/sessions/{session_id:uuid}/revoke", status_code=200, sync_to_thread=True, summary="Revoke one session")
+    def revoke(
+        self, ctx: AppContext, request: Request[Any, Any, State], session_id: uuid.UUID, data: RevokeRequest | None = None
+    ) -> Revoked:
+        ctx.require_admin(ctx.principal(request, Purpose.HTTP))
+        reason = (data.reason if data else "admin")[:200]
+        ctx.flows.revoke(session_id, actor=Actor.ADMIN, reason=reason, request_id=request_id(request))
+        return Revoked(revoked=[session_id])
+
+    @post("/users/{user_id:uuid}/revoke-sessions", status_code=200, sync_to_thread=True, summary="Revoke every session of a user")
+    def revoke_user(
+        self, ctx: AppContext, request: Request[Any, Any, State], user_id: uuid.UUID, data: RevokeRequest | None = None
+    ) -> Revoked:
+        ctx.require_admin(ctx.principal(request, Purpose.HTTP))
+        _require_user(ctx, user_id)
+        applied = ctx.flows.revoke_user(user_id, reason=(data.reason if data else "admin")[:200], disable=False, request_id=request_id(request))
+        return Revoked(revoked=[a.instance_id for a in applied])
+
+    @post("/users/{user_id:uuid}/disable", status_code=200, sync_to_thread=True, summary="Disable a user and revoke their sessions")
+    def disable_user(self, ctx: AppContext, request: Request[Any, Any, State], user_id: uuid.UUID) -> Revoked:
+        ctx.require_admin(ctx.principal(request, Purpose.HTTP))
+        _require_user(ctx, user_id)
+        applied = ctx.flows.revoke_user(user_id, reason="user_disabled", disable=True, request_id=request_id(request))
+        return Revoked(revoked=[a.instance_id for a in applied])
+
+
+def _require_user(ctx: AppContext, user_id: uuid.UUID) -> None:
+    if queries.user_by_id(ctx.db, user_id) is None:
+        raise problem(404, "user_not_found", "No such user")

@@ -1,0 +1,106 @@
+"""Login, refresh, logout and anonymous session creation: where sessions and credentials are born."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+
+import msgspec
+from litestar import Controller, Request, post
+from litestar.datastructures import State
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from api.auth.authenticate import Purpose
+from api.auth.errors import InvalidCredentials
+from api.context import AppContext, request_id
+from api.problems import problem
+
+
+class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Username and password, or an ID token from the configured identity provider.
+
+    ``session_id`` with ``anonymous_token`` upgrades that anonymous session instead of creating one.
+    """
+
+    username: str | None = msgspec.field(default=None)
+    password: str | None = msgspec.field(default=None)
+    id_token: str | None = msgspec.field(default=None)
+    session_id: uuid.UUID | None = None
+    anonymous_token: str | None = None
+
+
+class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):
+    refresh_token: str
+
+
+class TokenResponse(msgspec.Struct):
+    session_id: uuid.UUID
+    state: str
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    refresh_expires_in: int
+
+
+class CreatedSession(msgspec.Struct):
+    session_id: uuid.UUID
+    state: str
+    anonymous_token: str
+
+
+class LogoutResponse(msgspec.Struct):
+    session_id: uuid.UUID
+    state: str
+
+
+MAX_FIELD = 1024
+
+
+class AuthController(Controller):
+    path = "/api"
+    tags = ["auth"]
+
+    @post("/session/create", status_code=HTTP_201_CREATED, sync_to_thread=True, summary="Create an anonymous session")
+    def create_session(self, ctx: AppContext, request: Request[object, object, State]) -> CreatedSession:
+        """The server creates the session; its anonymous token only serves to upgrade it at login."""
+        session_id, token = ctx.flows.create_anonymous(request_id=request_id(request))
+        return CreatedSession(session_id=session_id, state="anonymous", anonymous_token=token)
+
+    @post("/auth/login", status_code=HTTP_200_OK, sync_to_thread=True, summary="Log in: create or upgrade a session")
+    def login(self, ctx: AppContext, request: Request[object, object, State], data: LoginRequest) -> TokenResponse:
+        rid = request_id(request)
+        if data.id_token is not None:
+            if data.username is not None or data.password is not None:
+                raise problem(400, "invalid_request", "Send either username and password or id_token, not both")
+            oidc = request.app.state.get("oidc")
+            if oidc is None:
+                raise problem(400, "oidc_not_configured", "This server accepts no ID tokens", "log in with a username and password")
+            user = oidc.user_for(data.id_token)
+            issued = ctx.flows.login_user(user, session_id=data.session_id, anonymous_token=data.anonymous_token, request_id=rid)
+        else:
+            if not data.username or not data.password:
+                raise problem(400, "invalid_request", "username and password are required")
+            if len(data.username) > MAX_FIELD or len(data.password) > MAX_FIELD:
+                raise InvalidCredentials("unknown user or wrong password", code="login_failed")
+            address = request.client.host if request.client else "unknown"
+            issued = ctx.flows.login_password(
+                data.username,
+                data.password,
+                client_address=address,
+                session_id=data.session_id,
+                anonymous_token=data.anonymous_token,
+                request_id=rid,
+            )
+        return TokenResponse(token_type="Bearer", **asdict(issued))
+
+    @post("/auth/refresh", status_code=HTTP_200_OK, sync_to_thread=True, summary="Rotate tokens")
+    def refresh(self, ctx: AppContext, request: Request[object, object, State], data: RefreshRequest) -> TokenResponse:
+        issued = ctx.flows.refresh(data.refresh_token, request_id=request_id(request))
+        return TokenResponse(token_type="Bearer", **asdict(issued))
+
+    @post("/auth/logout", status_code=HTTP_200_OK, sync_to_thread=True, summary="Log out (the access token as bearer)")
+    def logout(self, ctx: AppContext, request: Request[object, object, State]) -> LogoutResponse:
+        principal = ctx.principal(request, Purpose.LOGOUT)
+        applied = ctx.flows.logout(principal.session_id, request_id=request_id(request))
+        return LogoutResponse(session_id=principal.session_id, state=applied.to_state)
