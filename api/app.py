@@ -24,6 +24,7 @@ from api import observability, problems
 from api.auth.authenticate import Authenticator
 from api.auth.flows import Flows
 from api.auth.keys import load_keys
+from api.auth.oidc import from_settings as oidc_from_settings
 from api.auth.tokens import AccessTokens
 from api.context import AppContext, provide_ctx
 from api.routes.admin import AdminController
@@ -70,6 +71,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> AppConte
 def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: bool = True) -> Litestar:
     """Build the application for ``settings``; nothing is shared between apps."""
     ctx = build_context(settings, clock=clock)
+    oidc = oidc_from_settings(settings, ctx.db, ctx.service.clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -88,7 +90,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
     return Litestar(
         route_handlers=[health, ready, AuthController, SessionController, LifecycleController, AdminController, observability.MetricsController],
         dependencies={"ctx": Provide(provide_ctx, sync_to_thread=False)},
-        state=State({"ctx": ctx}),
+        state=State({"ctx": ctx, "oidc": oidc}),
         lifespan=[lifespan],
         plugins=[ProblemDetailsPlugin(problems.config())],
         exception_handlers={Exception: problems.internal_error},

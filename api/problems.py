@@ -16,6 +16,7 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 
 from api.auth.errors import AuthError, RateLimited
+from api.auth.oidc import IdentityProviderUnavailable
 from lifecycle import ActorNotPermitted, EventRefused, GuardFailed, UnknownEvent, UnknownState
 from persistence.errors import (
     IdempotencyKeyReused,
@@ -88,6 +89,9 @@ MAPPING: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
     InstanceNotFound: lambda e: problem(404, "session_not_found", "No such session", "no session with this id is visible to you"),
     InvalidInput: lambda e: problem(422, "invalid_input", f"Invalid {e.field}", str(e), field=e.field),
     IdempotencyKeyReused: lambda e: problem(422, "idempotency_key_reused", "Idempotency key already used for another event", str(e)),
+    IdentityProviderUnavailable: lambda e: problem(
+        503, e.code, "The identity provider is unavailable", e.detail, headers={"Retry-After": "5"}
+    ),
     StoreUnavailable: lambda e: problem(
         503, "store_unavailable", "The session store is unavailable", "retry with backoff", headers={"Retry-After": "1"}
     ),
