@@ -295,7 +295,19 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         migrate.upgrade(db)
     finally:
         db.dispose()
-    uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=settings.log_level)
+    uvicorn.run(
+        "api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+        # Our access log (method, path, status) replaces uvicorn's, which would print query strings.
+        access_log=False,
+        # Behind a proxy, per-address rate limits must see the client, not the proxy.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+    )
     return EXIT_OK
 
 
