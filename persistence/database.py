@@ -1,10 +1,11 @@
 """Engine and dialect setup, and the write transaction the transition service runs in.
 
 Reads and administration use ordinary SQLAlchemy connections. Write
-transactions run on the pooled DBAPI connection with statements compiled once
-per dialect by SQLAlchemy (:class:`Prepared`): same SQL, same type
-conversions, none of the per-execution overhead, which measured here was
-three quarters of the cost of a transition on SQLite (see ``bench/engine.py``).
+transactions run on a DBAPI connection (from the pool; on a SQLite file, one
+the :class:`Database` keeps for writers) with statements compiled once per
+dialect by SQLAlchemy (:class:`Prepared`): same SQL, same type conversions,
+none of the per-execution overhead, which measured here was three quarters of
+the cost of a transition on SQLite (see ``bench/engine.py``).
 
 SQLite: WAL, ``synchronous=NORMAL``, a busy timeout, foreign keys on, and
 write transactions opened with ``BEGIN IMMEDIATE`` so that a transaction that
@@ -14,6 +15,7 @@ COMMITTED; the compare-and-set on ``version`` decides races.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,7 +24,9 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import Dialect
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from persistence.errors import StoreUnavailable
 
@@ -75,36 +79,57 @@ class Prepared:
     """A Core statement compiled once for one dialect, run on a DBAPI cursor.
 
     Bind values go through the column types' own bind processors and result
-    values through their result processors, exactly as SQLAlchemy would.
+    values through their result processors, exactly as SQLAlchemy would. Which
+    position needs which processor is worked out here, once, so that a call
+    only gathers the values and runs the processors that exist.
     """
 
-    __slots__ = ("_defaults", "_names", "_procs", "_results", "sql")
+    __slots__ = ("_binds", "_defaults", "_names", "_procs", "_results", "_width", "sql")
 
     def __init__(self, statement: ClauseElement, dialect: Dialect, result_types: Sequence[Any] = ()) -> None:
         compiled = statement.compile(dialect=dialect)
+        if not isinstance(compiled, SQLCompiler):
+            raise TypeError(f"not a SQL statement: {statement!r}")
         self.sql = compiled.string
         self._names: tuple[str, ...] | None = tuple(compiled.positiontup or ()) if compiled.positional else None
         self._procs = {
-            name: proc for name, bind in compiled.binds.items() if (proc := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+            name: proc
+            for name, bind in compiled.binds.items()
+            if (proc := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
+        # Positional styles: (position, processor) for each parameter that has one.
+        self._binds = tuple((i, self._procs[name]) for i, name in enumerate(self._names or ()) if name in self._procs)
         # Values bound at build time (a LIMIT, say) are used unless the caller passes the name.
         self._defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
-        self._results = tuple(type_.dialect_impl(dialect).result_processor(dialect, None) for type_ in result_types)
+        processors = (type_.dialect_impl(dialect).result_processor(dialect, None) for type_ in result_types)
+        self._results = tuple((i, proc) for i, proc in enumerate(processors) if proc is not None)
+        self._width = len(result_types)
 
     def params(self, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
-        procs = self._procs
         if self._defaults:
             values = {**self._defaults, **values}
         if self._names is not None:
-            return tuple(procs[n](values[n]) if n in procs else values[n] for n in self._names)
-        return {n: procs[n](v) if n in procs else v for n, v in values.items()}
+            positional = [values[name] for name in self._names]
+            for i, proc in self._binds:
+                positional[i] = proc(positional[i])
+            return positional
+        named = dict(values)
+        for name, proc in self._procs.items():
+            if name in named:
+                named[name] = proc(named[name])
+        return named
 
     def row(self, raw: Sequence[Any] | None) -> tuple[Any, ...] | None:
         if raw is None:
             return None
-        if not self._results:
+        if not self._width:
             return tuple(raw)
-        return tuple(proc(value) if proc is not None else value for proc, value in zip(self._results, raw, strict=True))
+        if len(raw) != self._width:
+            raise ValueError(f"expected {self._width} result columns, got {len(raw)}")
+        values = list(raw)
+        for i, proc in self._results:
+            values[i] = proc(values[i])
+        return tuple(values)
 
 
 class Database:
@@ -117,6 +142,16 @@ class Database:
         self.is_postgresql = engine.dialect.name == "postgresql"
         self._dbapi_error = engine.dialect.loaded_dbapi.Error
         self._operational = (engine.dialect.loaded_dbapi.OperationalError, engine.dialect.loaded_dbapi.InterfaceError)
+        # SQLite file databases: write transactions reuse connections kept here instead of checking one
+        # out of the pool each time. The pool's checkout and checkin (proxy object, weakref, reset on
+        # return) took about 15 us of a 145 us transition (bench/engine.py), and buy nothing here: a SQLite
+        # connection never goes stale, and write() always commits or rolls back before handing it back.
+        # Each writer still has its own connection, so concurrent writers meet SQLite's locking and busy
+        # timeout as before; at most pool_size connections are kept, and they no longer count against the
+        # pool. Not for in-memory databases, where each connection is its own database, nor PostgreSQL,
+        # whose pool pre-pings connections that the server may have dropped.
+        self._spare_writers: list[Any] | None = [] if self.is_sqlite and isinstance(engine.pool, QueuePool) else None
+        self._max_spare_writers = engine.pool.size() if isinstance(engine.pool, QueuePool) else 0
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
@@ -135,11 +170,9 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Cursor]:
-        """One write transaction on a pooled DBAPI connection: commit on success, else roll back."""
-        try:
-            raw = self.engine.raw_connection()
-        except Exception as exc:  # SQLAlchemy wraps connect errors as OperationalError
-            raise StoreUnavailable(f"cannot connect to the database: {type(exc).__name__}") from exc
+        """One write transaction on a DBAPI connection: commit on success, else roll back."""
+        raw = self._writer()
+        reusable = True
         try:
             cursor = raw.cursor()
             if self.is_sqlite:
@@ -147,23 +180,53 @@ class Database:
             yield Cursor(cursor)
             raw.commit()
         except self._operational as exc:
+            reusable = False
             _rollback_quietly(raw)
             raise StoreUnavailable(f"database error: {type(exc).__name__}: {exc}") from exc
         except BaseException:
-            _rollback_quietly(raw)
+            reusable = _rollback_quietly(raw)
             raise
         finally:
-            raw.close()
+            self._release(raw, reusable=reusable)
+
+    def _writer(self) -> Any:
+        """A connection for one write transaction: a spare SQLite one if there is one, else from the pool."""
+        if self._spare_writers:
+            try:
+                return self._spare_writers.pop()
+            except IndexError:  # another thread took the last one meanwhile
+                pass
+        try:
+            raw = self.engine.raw_connection()
+        except Exception as exc:  # SQLAlchemy wraps connect errors as OperationalError
+            raise StoreUnavailable(f"cannot connect to the database: {type(exc).__name__}") from exc
+        if self._spare_writers is not None:
+            raw.detach()  # ours from now on: the pool neither counts nor resets it
+            return raw.dbapi_connection
+        return raw
+
+    def _release(self, raw: Any, *, reusable: bool) -> None:
+        spares = self._spare_writers
+        if spares is None:
+            raw.close()  # back to the pool, which resets it
+        elif reusable and not raw.in_transaction and len(spares) < self._max_spare_writers:
+            spares.append(raw)
+        else:
+            raw.close()  # after a database error, or one more than the pool would keep: really closed
 
     def dispose(self) -> None:
+        spares = self._spare_writers or []
+        while spares:
+            spares.pop().close()
         self.engine.dispose()
 
 
-def _rollback_quietly(raw: Any) -> None:
-    try:
+def _rollback_quietly(raw: Any) -> bool:
+    """Roll back; False if that failed too (the connection is broken: the original error is what matters)."""
+    with contextlib.suppress(Exception):
         raw.rollback()
-    except Exception:  # noqa: BLE001 - the connection is already broken; the original error matters
-        pass
+        return True
+    return False
 
 
 class Cursor:

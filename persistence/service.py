@@ -13,12 +13,22 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam, select
+
 from lifecycle import Actor, Clock, EventRefused, Outcome, StepContext, SystemClock
 from persistence import validate
-from persistence.bindings import BINDINGS, Binding, history_insert, idempotency_insert, idempotency_select
+from persistence.bindings import (
+    BINDINGS,
+    IDEMPOTENCY,
+    Binding,
+    history_insert,
+    idempotency_insert,
+    idempotency_select,
+)
 from persistence.database import Cursor, Database
 from persistence.errors import IdempotencyKeyReused, InstanceNotFound, VersionConflict
 from persistence.records import Applied, Snapshot
@@ -34,6 +44,7 @@ class TransitionService:
         self.db = db
         self.clock = clock or SystemClock()
         self.durations: Durations = durations or {}
+        self._compiled_machines: dict[Binding, _Compiled] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
@@ -63,7 +74,17 @@ class TransitionService:
         detail: object = None,
     ) -> Applied:
         """Apply ``event``; see :meth:`Tx.fire`. Validates everything before touching the database."""
-        args = _FireArgs.parse(machine, instance_id, event, actor, facts, expected_version, idempotency_key, request_id, detail)
+        args = _FireArgs.parse(
+            machine,
+            instance_id,
+            event,
+            actor=actor,
+            facts=facts,
+            expected_version=expected_version,
+            idempotency_key=idempotency_key,
+            request_id=request_id,
+            detail=detail,
+        )
         with self.transaction() as tx:
             return tx._fire(args)
 
@@ -102,9 +123,49 @@ class TransitionService:
     def durations_for(self, binding: Binding) -> Mapping[str, timedelta]:
         return self.durations.get(binding.name, {})
 
+    def _compiled(self, binding: Binding) -> _Compiled:
+        """What every event on ``binding`` needs, built on first use."""
+        found = self._compiled_machines.get(binding)
+        if found is None:
+            found = self._compiled_machines[binding] = _Compiled(self.db, binding)
+        return found
 
+
+class _Compiled:
+    """One machine's engine, compiled statements and column names, looked up once.
+
+    Rebuilding these per event (``state_columns()``, ``timer_names``, the
+    ``<timer>_due_at`` names, the statement cache keys) took about 5 us, as
+    much as binding and converting the SELECT's values (see bench/engine.py
+    for the transition as a whole).
+    """
+
+    __slots__ = ("compare_and_set", "engine", "history", "load", "timer_columns", "timer_names")
+
+    def __init__(self, db: Database, binding: Binding) -> None:
+        lock = db.is_postgresql  # SELECT ... FOR UPDATE: concurrent writers queue instead of conflicting
+        types = [column.type for column in binding.state_columns()]
+        self.engine = binding.engine
+        self.load = db.prepare(("load", binding.name, lock), lambda: binding.select_state(lock=lock), types)
+        self.compare_and_set = db.prepare(("cas", binding.name), binding.compare_and_set)
+        self.history = db.prepare("history", history_insert)
+        self.timer_names = binding.timer_names
+        self.timer_columns = {name: f"{name}_due_at" for name in self.timer_names}
+
+
+@dataclass(slots=True)
 class _FireArgs:
-    __slots__ = ("actor", "binding", "detail", "event", "expected", "facts", "iid", "key", "request_id")
+    """The arguments of ``fire``, validated (in this order) before anything is read or written."""
+
+    binding: Binding
+    iid: uuid.UUID
+    event: str
+    actor: Actor
+    facts: Mapping[str, bool]
+    expected: int | None
+    key: str | None
+    request_id: str | None
+    detail: dict[str, Any] | None
 
     @classmethod
     def parse(
@@ -112,6 +173,7 @@ class _FireArgs:
         machine: object,
         instance_id: object,
         event: object,
+        *,
         actor: object,
         facts: object,
         expected_version: object,
@@ -119,17 +181,19 @@ class _FireArgs:
         request_id: object,
         detail: object,
     ) -> _FireArgs:
-        args = cls()
-        args.binding = validate.binding(machine)
-        args.iid = validate.instance_id(instance_id)
-        args.event = args.binding.engine.require_event(event)
-        args.actor = validate.actor(actor)
-        args.facts = validate.facts(facts)
-        args.expected = validate.version(expected_version)
-        args.key = validate.idempotency_key(idempotency_key)
-        args.request_id = validate.request_id(request_id)
-        args.detail = validate.detail(detail)
-        return args
+        binding = validate.binding(machine)
+        iid = validate.instance_id(instance_id)
+        return cls(
+            binding,
+            iid,
+            binding.engine.require_event(event),
+            validate.actor(actor),
+            validate.facts(facts),
+            validate.version(expected_version),
+            validate.idempotency_key(idempotency_key),
+            validate.request_id(request_id),
+            validate.detail(detail),
+        )
 
 
 class Tx:
@@ -159,7 +223,9 @@ class Tx:
         }
         columns = tuple(sorted(row))
         table = binding.table
-        prepared = self.db.prepare(("insert", binding.name, columns), lambda: table.insert().values({c: _bind(c) for c in columns}))
+        prepared = self.db.prepare(
+            ("insert", binding.name, columns), lambda: table.insert().values({c: bindparam(c) for c in columns})
+        )
         self.cursor.execute(prepared, row)
         return Snapshot(binding.name, iid, row["state"], 0, timers, row)
 
@@ -185,7 +251,17 @@ class Tx:
         when ``expected_version`` is stale or a concurrent writer won, and
         returns the first outcome again for a repeated ``idempotency_key``.
         """
-        args = _FireArgs.parse(machine, instance_id, event, actor, facts, expected_version, idempotency_key, request_id, detail)
+        args = _FireArgs.parse(
+            machine,
+            instance_id,
+            event,
+            actor=actor,
+            facts=facts,
+            expected_version=expected_version,
+            idempotency_key=idempotency_key,
+            request_id=request_id,
+            detail=detail,
+        )
         return self._fire(args)
 
     def _fire(self, args: _FireArgs) -> Applied:
@@ -197,17 +273,19 @@ class Tx:
             repeated = self._repeat(binding, iid, args.key, args.event)
             if repeated is not None:
                 return repeated
-        fired = self._fire_due_loaded(binding, iid, state, version, timers, args.request_id)
+        fired = self._fire_due_loaded(binding, iid, state, version, timers, request_id=args.request_id)
         if fired:
             state, version, timers = fired[-1].to_state, fired[-1].version, self._last_timers
         if args.expected is not None and args.expected != version:
             raise VersionConflict(binding.name, iid, args.expected, version, stale=True)
         context = StepContext(args.actor, self.now, args.facts, timers, self.service.durations_for(binding))
         try:
-            outcome = binding.engine.step(state, args.event, context)
+            outcome = self.service._compiled(binding).engine.step(state, args.event, context)
         except EventRefused as refused:
             raise refused.for_instance(iid) from None
-        applied = self._apply(binding, iid, version, outcome, self.now, args.request_id, args.detail)
+        applied = self._apply(
+            binding, iid, version, outcome, at=self.now, request_id=args.request_id, detail=args.detail
+        )
         if args.key is not None:
             self.cursor.execute(
                 self.db.prepare("idem_insert", idempotency_insert),
@@ -227,11 +305,11 @@ class Tx:
     def fire_due(self, binding: Binding, iid: uuid.UUID) -> list[Applied]:
         """Fire every timer of the instance that is due now, earliest first."""
         state, version, timers = self._load(binding, iid)
-        return self._fire_due_loaded(binding, iid, state, version, timers, None)
+        return self._fire_due_loaded(binding, iid, state, version, timers, request_id=None)
 
     def touch(self, binding: Binding, iid: uuid.UUID) -> bool:
         state, version, timers = self._load(binding, iid)
-        if self._fire_due_loaded(binding, iid, state, version, timers, None):
+        if self._fire_due_loaded(binding, iid, state, version, timers, request_id=None):
             return False
         touched = binding.engine.touched_timers(state, timers, self.now, self.service.durations_for(binding))
         values: dict[str, Any] = {"id": iid, "expected": version, "next_due_at": _earliest(touched)}
@@ -252,13 +330,11 @@ class Tx:
     _last_timers: dict[str, datetime | None]
 
     def _load(self, binding: Binding, iid: uuid.UUID) -> tuple[str, int, dict[str, datetime | None]]:
-        lock = self.db.is_postgresql
-        columns = binding.state_columns()
-        prepared = self.db.prepare(("load", binding.name, lock), lambda: binding.select_state(lock=lock), [c.type for c in columns])
-        row = self.cursor.one(prepared, {"id": iid})
+        compiled = self.service._compiled(binding)
+        row = self.cursor.one(compiled.load, {"id": iid})
         if row is None:
             raise InstanceNotFound(binding.name, iid)
-        return row[0], row[1], dict(zip(binding.timer_names, row[2:], strict=True))
+        return row[0], row[1], dict(zip(compiled.timer_names, row[2:], strict=True))
 
     def _fire_due_loaded(
         self,
@@ -267,17 +343,20 @@ class Tx:
         state: str,
         version: int,
         timers: dict[str, datetime | None],
+        *,
         request_id: str | None,
     ) -> list[Applied]:
-        engine = binding.engine
-        durations = self.service.durations_for(binding)
+        compiled = self.service._compiled(binding)
+        engine, durations = compiled.engine, self.service.durations_for(binding)
         fired: list[Applied] = []
         while (due := engine.next_due(state, timers)) is not None and due[1] <= self.now:
             if len(fired) >= _MAX_TIMER_FIRES:
                 raise RuntimeError(f"{binding.name} {iid}: timers keep firing; the definition is broken")
             timer, due_at = due
-            outcome = engine.step(state, timer.event, StepContext(Actor.TIMER, due_at, timers=timers, durations=durations))
-            applied = self._apply(binding, iid, version, outcome, due_at, request_id, {"timer": timer.name, "fired_at": self.now.isoformat()})
+            context = StepContext(Actor.TIMER, due_at, timers=timers, durations=durations)
+            outcome = engine.step(state, timer.event, context)
+            detail = {"timer": timer.name, "fired_at": self.now.isoformat()}
+            applied = self._apply(binding, iid, version, outcome, at=due_at, request_id=request_id, detail=detail)
             fired.append(applied)
             state, version, timers = outcome.dest, applied.version, outcome.timers
         self._last_timers = timers
@@ -289,10 +368,12 @@ class Tx:
         iid: uuid.UUID,
         version: int,
         outcome: Outcome,
+        *,
         at: datetime,
         request_id: str | None,
         detail: dict[str, Any] | None,
     ) -> Applied:
+        compiled = self.service._compiled(binding)
         new_version = version + 1
         values: dict[str, Any] = {
             "id": iid,
@@ -302,13 +383,14 @@ class Tx:
             "updated_at": self.now,
             "next_due_at": _earliest(outcome.timers),
         }
+        columns = compiled.timer_columns
         for name, due in outcome.timers.items():
-            values[f"{name}_due_at"] = due
-        if self.cursor.one(self.db.prepare(("cas", binding.name), binding.compare_and_set), values) is None:
+            values[columns[name]] = due
+        if self.cursor.one(compiled.compare_and_set, values) is None:
             _, actual, _ = self._load(binding, iid)
             raise VersionConflict(binding.name, iid, version, actual, stale=False)
         self.cursor.execute(
-            self.db.prepare("history", history_insert),
+            compiled.history,
             {
                 "machine": binding.name,
                 "instance_id": iid,
@@ -325,9 +407,8 @@ class Tx:
         return Applied(binding.name, iid, outcome.event, outcome.source, outcome.dest, new_version, outcome.actor, at)
 
     def _repeat(self, binding: Binding, iid: uuid.UUID, key: str, event: str) -> Applied | None:
-        from persistence.bindings import IDEMPOTENCY
-
-        prepared = self.db.prepare("idem_select", idempotency_select, (IDEMPOTENCY.c.event.type, IDEMPOTENCY.c.outcome.type))
+        result_types = (IDEMPOTENCY.c.event.type, IDEMPOTENCY.c.outcome.type)
+        prepared = self.db.prepare("idem_select", idempotency_select, result_types)
         row = self.cursor.one(prepared, {"machine": binding.name, "instance_id": iid, "key": key})
         if row is None:
             return None
@@ -337,14 +418,7 @@ class Tx:
 
 
 def _earliest(timers: Mapping[str, datetime | None]) -> datetime | None:
-    due = [value for value in timers.values() if value is not None]
-    return min(due) if due else None
-
-
-def _bind(name: str) -> Any:
-    from sqlalchemy import bindparam
-
-    return bindparam(name)
+    return min((value for value in timers.values() if value is not None), default=None)
 
 
 def _fields(applied: Applied) -> dict[str, Any]:
@@ -352,8 +426,6 @@ def _fields(applied: Applied) -> dict[str, Any]:
 
 
 def _read(db: Database, binding: Binding, iid: uuid.UUID) -> Snapshot:
-    from sqlalchemy import select
-
     with db.engine.connect() as connection:
         row = connection.execute(select(binding.table).where(binding.table.c.id == iid)).mappings().first()
     if row is None:
