@@ -105,6 +105,9 @@ class Engine:
             for row in definition.transitions
             for source in row.sources
         }
+        # Enum members hash like their values; mapping to plain strings keeps ``transitions``
+        # (which names Enum states by member name) from ever seeing a member.
+        self._state_names = {str(state): str(state) for state in definition.states}
         self._allowed: dict[str, tuple[str, ...]] = {
             state: tuple(name for name in definition.events if (name, state) in self._guards)
             for state in definition.states
@@ -135,10 +138,11 @@ class Engine:
         return self._allowed[state] if actor is None else self._allowed_by_actor[(state, actor)]
 
     def require_state(self, state: object) -> str:
-        """Return ``state`` if the machine declares it, else raise :class:`UnknownState`."""
-        if not isinstance(state, str) or state not in self._allowed:
+        """``state`` as a plain string if the machine declares it (enum members included), else :class:`UnknownState`."""
+        name = self._state_names.get(state) if isinstance(state, str) else None
+        if name is None:
             raise UnknownState(self.name, state, self.definition.states)
-        return state
+        return name
 
     def require_event(self, event: object) -> str:
         """Return ``event`` if the machine declares it, else raise :class:`UnknownEvent`."""
@@ -158,7 +162,7 @@ class Engine:
         wins: unknown names, then a missing transition, then the actor, then
         the guards.
         """
-        self.require_state(state)
+        state = self.require_state(state)
         trigger = self._triggers.get(event) if isinstance(event, str) else None
         if trigger is None:
             raise UnknownEvent(self.name, event, tuple(self._triggers))
