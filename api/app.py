@@ -56,6 +56,8 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> AppConte
     clock = clock or SystemClock()
     db = Database.from_url(settings.database_url, pool_size=settings.pool_size)
     service = TransitionService(db, clock=clock, durations=settings.durations())
+    service.hooks.after_commit.append(observability.count_applied)
+    service.hooks.on_refused.append(observability.count_refused)
     access = AccessTokens(
         load_keys(settings), issuer=settings.jwt_issuer, audience=settings.jwt_audience, ttl=settings.access_token_ttl, clock=clock
     )

@@ -99,10 +99,9 @@ TRANSITIONS = Counter(
 
 
 def count_applied(applied: Sequence[Applied]) -> None:
+    """After-commit hook: every event a transaction applied, timer events included."""
     for a in applied:
         TRANSITIONS.labels(a.machine, a.event, "applied").inc()
-        for timer in a.fired_first:
-            TRANSITIONS.labels(timer.machine, timer.event, "applied").inc()
 
 
 def count_refused(refused: EventRefused) -> None:

@@ -10,10 +10,11 @@ exactly one wins; the other sees the new state or a :class:`VersionConflict`.
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,8 +34,27 @@ from persistence.database import Cursor, Database
 from persistence.errors import IdempotencyKeyReused, InstanceNotFound, VersionConflict
 from persistence.records import Applied, Snapshot
 
+log = logging.getLogger("sessionflow.service")
+
 Durations = Mapping[str, Mapping[str, timedelta]]  # machine name -> timer name -> duration
 _MAX_TIMER_FIRES = 32  # far above any real chain (expire -> end); a bound against a broken definition
+
+
+@dataclass
+class Hooks:
+    """Observers of the service, registered by the layers above (metrics, WebSocket fan-out).
+
+    ``in_transaction`` hooks run inside the transaction of each applied event
+    (their writes commit or roll back with it: a PostgreSQL NOTIFY, say);
+    ``after_commit`` hooks receive everything a transaction applied, once it
+    committed; ``on_refused`` hooks see every refusal. An exception in an
+    ``after_commit`` or ``on_refused`` hook is logged and never undoes or
+    hides the outcome.
+    """
+
+    in_transaction: list[Callable[[Tx, Applied], None]] = field(default_factory=list)
+    after_commit: list[Callable[[list[Applied]], None]] = field(default_factory=list)
+    on_refused: list[Callable[[EventRefused], None]] = field(default_factory=list)
 
 
 class TransitionService:
@@ -44,13 +64,21 @@ class TransitionService:
         self.db = db
         self.clock = clock or SystemClock()
         self.durations: Durations = durations or {}
+        self.hooks = Hooks()
         self._compiled_machines: dict[Binding, _Compiled] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """A unit of work: several events and side rows that commit or roll back together."""
         with self.db.write() as cursor:
-            yield Tx(self, cursor, self.clock.now())
+            tx = Tx(self, cursor, self.clock.now())
+            yield tx
+        if tx.applied:
+            for hook in self.hooks.after_commit:
+                try:
+                    hook(tx.applied)
+                except Exception:
+                    log.exception("after-commit hook %r failed", hook)
 
     # -- one-call conveniences ---------------------------------------------------------
 
@@ -204,6 +232,7 @@ class Tx:
         self.cursor = cursor
         self.db = service.db
         self.now = now
+        self.applied: list[Applied] = []  # every event this transaction applied, in order
 
     # -- creation ----------------------------------------------------------------------
 
@@ -282,7 +311,13 @@ class Tx:
         try:
             outcome = self.service._compiled(binding).engine.step(state, args.event, context)
         except EventRefused as refused:
-            raise refused.for_instance(iid) from None
+            refused.for_instance(iid)
+            for hook in self.service.hooks.on_refused:
+                try:
+                    hook(refused)
+                except Exception:
+                    log.exception("refusal hook %r failed", hook)
+            raise refused from None
         applied = self._apply(
             binding, iid, version, outcome, at=self.now, request_id=args.request_id, detail=args.detail
         )
@@ -404,7 +439,11 @@ class Tx:
                 "detail": detail,
             },
         )
-        return Applied(binding.name, iid, outcome.event, outcome.source, outcome.dest, new_version, outcome.actor, at)
+        applied = Applied(binding.name, iid, outcome.event, outcome.source, outcome.dest, new_version, outcome.actor, at)
+        self.applied.append(applied)
+        for hook in self.service.hooks.in_transaction:
+            hook(self, applied)
+        return applied
 
     def _repeat(self, binding: Binding, iid: uuid.UUID, key: str, event: str) -> Applied | None:
         result_types = (IDEMPOTENCY.c.event.type, IDEMPOTENCY.c.outcome.type)
