@@ -65,6 +65,8 @@ class TransitionService:
         self.clock = clock or SystemClock()
         self.durations: Durations = durations or {}
         self.hooks = Hooks()
+        # Connections drive their session (first open: connect; last gone: disconnect or drop).
+        self.hooks.in_transaction.append(_connection_cascade)
         self._compiled_machines: dict[Binding, _Compiled] = {}
 
     @contextmanager
@@ -454,6 +456,12 @@ class Tx:
         if row[0] != event:
             raise IdempotencyKeyReused(key, row[0], event)
         return Applied.from_json(binding.name, iid, row[1], repeated=True)
+
+
+def _connection_cascade(tx: Tx, applied: Applied) -> None:
+    from persistence.connections import cascade  # connections builds on this module
+
+    cascade(tx, applied)
 
 
 def _earliest(timers: Mapping[str, datetime | None]) -> datetime | None:

@@ -108,8 +108,8 @@ def test_connection_rows_follow_their_own_machine(service: TransitionService, ac
     with service.transaction() as tx:
         connection = tx.create(CONNECTIONS, uuid.uuid4(), {"session_id": active_session, "worker_id": "worker-1"})
         tx.fire("connection", connection.id, "accept", actor=Actor.SERVER)
-        tx.fire("session", active_session, "connect", actor=Actor.SERVER)
     assert service.get("connection", connection.id).state == "open"
+    assert service.get("session", active_session).state == "ws_connected"
     service.fire("connection", connection.id, "close", actor=Actor.SERVER)
     assert history_of(db, connection.id) == [(1, "accept", "connecting", "open", "server"), (2, "close", "open", "closed", "server")]
-    assert service.get("session", active_session).state == "ws_connected"
+    assert service.get("session", active_session).state == "session_active"  # its only connection closed cleanly

@@ -1,0 +1,98 @@
+"""WebSocket connections at rest, and how they drive their session.
+
+Opening the first live connection of a session fires the session's
+``connect``; closing the last one fires ``disconnect`` when it went cleanly
+and ``drop`` when it was lost. :func:`cascade` applies that rule inside the
+transaction of every connection event, whoever fires it: the WebSocket
+handler, or the sweeper when a dead worker's connections miss their
+heartbeats.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, bindparam, func, select, update
+
+from lifecycle import Actor, ConnectionState, SessionState
+from persistence.bindings import CONNECTIONS
+from persistence.models import Connection, Session
+from persistence.records import Applied, Snapshot
+
+if TYPE_CHECKING:
+    from persistence.service import Tx
+
+_connections = Connection.__table__
+_sessions = Session.__table__
+_C = ConnectionState
+_S = SessionState
+
+
+def open_connection(tx: Tx, session_id: uuid.UUID, *, worker_id: str, remote_addr: str | None) -> Snapshot:
+    """A new connection row, ``connecting``, held by ``worker_id``."""
+    return tx.create(CONNECTIONS, uuid.uuid4(), {"session_id": session_id, "worker_id": worker_id, "remote_addr": remote_addr})
+
+
+def record_close(tx: Tx, connection_id: uuid.UUID, code: int, reason: str) -> None:
+    c = _connections.c
+    prepared = tx.db.prepare(
+        "connection_close_code",
+        lambda: update(_connections)
+        .where(c.id == bindparam("cid"))
+        .values(close_code=bindparam("code"), close_reason=bindparam("reason")),
+    )
+    tx.cursor.execute(prepared, {"cid": connection_id, "code": code, "reason": reason.encode()[:123].decode(errors="ignore")})
+
+
+def heartbeat(tx: Tx, connection_id: uuid.UUID) -> bool:
+    """A pong arrived: restart the heartbeat timer and note when. False if the connection already ended."""
+    c = _connections.c
+    prepared = tx.db.prepare(
+        "connection_heartbeat", lambda: update(_connections).where(c.id == bindparam("cid")).values(last_heartbeat_at=bindparam("now"))
+    )
+    tx.cursor.execute(prepared, {"cid": connection_id, "now": tx.now})
+    return tx.touch(CONNECTIONS, connection_id)
+
+
+def open_count(tx: Tx, session_id: uuid.UUID) -> int:
+    c = _connections.c
+    prepared = tx.db.prepare(
+        "connections_open_count",
+        lambda: select(func.count()).where(and_(c.session_id == bindparam("sid"), c.state == bindparam("open"))),
+    )
+    row = tx.cursor.one(prepared, {"sid": session_id, "open": str(_C.OPEN)})
+    return int(row[0]) if row else 0
+
+
+def session_of(tx: Tx, connection_id: uuid.UUID) -> uuid.UUID | None:
+    c = _connections.c
+    prepared = tx.db.prepare(
+        "connection_session", lambda: select(c.session_id).where(c.id == bindparam("cid")), (c.session_id.type,)
+    )
+    row = tx.cursor.one(prepared, {"cid": connection_id})
+    return row[0] if row else None
+
+
+def session_state(tx: Tx, session_id: uuid.UUID) -> str | None:
+    s = _sessions.c
+    prepared = tx.db.prepare("session_state_only", lambda: select(s.state).where(s.id == bindparam("sid")))
+    row = tx.cursor.one(prepared, {"sid": session_id})
+    return str(row[0]) if row else None
+
+
+def cascade(tx: Tx, applied: Applied) -> None:
+    """In-transaction hook: keep the session's connect/disconnect/drop in step with its connections."""
+    if applied.machine != CONNECTIONS.name or applied.to_state not in (_C.OPEN, _C.CLOSED, _C.DROPPED):
+        return
+    session_id = session_of(tx, applied.instance_id)
+    if session_id is None:
+        return
+    state = session_state(tx, session_id)
+    if applied.to_state == _C.OPEN:
+        if state in (_S.SESSION_ACTIVE, _S.WS_DISCONNECTED):
+            tx.fire("session", session_id, "connect", actor=Actor.SERVER)
+        return
+    if state == _S.WS_CONNECTED and open_count(tx, session_id) == 0:
+        event = "disconnect" if applied.to_state == _C.CLOSED else "drop"
+        tx.fire("session", session_id, event, actor=Actor.SERVER)
