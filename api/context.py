@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from litestar import Request
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from api.auth.authenticate import Authenticator, Principal, Purpose
 from api.auth.errors import Forbidden
@@ -49,6 +50,10 @@ def request_id(request: Request[object, object, State]) -> str:
         return value
     header = request.headers.get("x-request-id", "")
     return header if _REQUEST_ID.match(header) else uuid.uuid4().hex
+
+
+Ctx = NamedDependency[AppContext]
+"""How a handler asks for the context: ``ctx: Ctx`` (named, explicit dependency injection)."""
 
 
 def provide_ctx(state: State) -> AppContext:

@@ -43,7 +43,7 @@ def problem(status: int, code: str, title: str, detail: str = "", *, headers: di
 
 
 def _refused(exc: EventRefused) -> ProblemDetailsException:
-    extra = {"state": exc.state, "event": exc.event, "allowed_events": list(exc.allowed_events)}
+    extra: dict[str, Any] = {"state": exc.state, "event": exc.event, "allowed_events": list(exc.allowed_events)}
     if isinstance(exc, ActorNotPermitted):
         return problem(403, "event_not_permitted", "You may not fire this event", exc.reason, **extra)
     if isinstance(exc, GuardFailed):
@@ -75,11 +75,28 @@ def _http(exc: HTTPException) -> ProblemDetailsException:
         return problem(400, "invalid_request", "The request is malformed", str(exc.detail), errors=exc.extra or [])
     if isinstance(exc, NotFoundException):
         return problem(404, "not_found", "Nothing here", str(exc.detail))
-    code = {405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}.get(exc.status_code, f"http_{exc.status_code}")
+    codes = {400: "invalid_request", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+    code = codes.get(exc.status_code, f"http_{exc.status_code}")
     return problem(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
+def _undecodable(exc: RecursionError | UnicodeDecodeError) -> ProblemDetailsException:
+    """Too deeply nested or not UTF-8: msgspec raises these from Litestar's request decoding as they are,
+    not as a decode error. There they are the client's fault (400); raised anywhere else they are bugs."""
+    frame = None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame, tb = tb.tb_frame, tb.tb_next
+    if frame is not None and frame.f_globals.get("__name__", "").startswith("litestar.serialization"):
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else "not valid UTF-8"
+        return problem(400, "invalid_request", "The request is malformed", f"the request body is {reason}")
+    log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+    return problem(500, "internal_error", "Internal error", "the server failed; this is a bug")
+
+
 MAPPING: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
+    RecursionError: _undecodable,
+    UnicodeDecodeError: _undecodable,
     HTTPException: _http,
     EventRefused: _refused,
     AuthError: _auth,

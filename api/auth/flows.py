@@ -122,7 +122,7 @@ class Flows:
         """Rotate credentials. A refresh token used twice means theft: the session is revoked."""
         if not refresh_token.startswith(tokens.REFRESH_PREFIX) or len(refresh_token) > 128:
             raise InvalidCredentials("that is not a refresh token", code="refresh_token_invalid")
-        reused = False
+        ended: str | None = None
         with self.service.transaction() as tx:
             lookup = tokens.use_refresh(tx, refresh_token)
             if lookup.status is RefreshStatus.UNKNOWN:
@@ -131,8 +131,10 @@ class Flows:
             if lookup.status is RefreshStatus.EXPIRED:
                 raise InvalidCredentials("the refresh token expired; log in again", code="refresh_token_invalid")
             if lookup.status is RefreshStatus.REUSED:
-                reused = True
-                self._end(tx, lookup.session_id, "revoke", Actor.SERVER, {"reason": "refresh_token_reuse"}, request_id, quiet=True)
+                try:
+                    self._end(tx, lookup.session_id, "revoke", Actor.SERVER, {"reason": "refresh_token_reuse"}, request_id)
+                except EventRefused as refused:
+                    ended = refused.state  # it ended before (logout, revocation, end of life): say so, revoke nothing
             else:
                 try:
                     applied = tx.fire(
@@ -143,7 +145,8 @@ class Flows:
                 user_id = tokens.session_owner(tx, lookup.session_id)
                 assert user_id is not None
                 return self._issue(tx, lookup.session_id, user_id, applied.to_state)
-        assert reused
+        if ended is not None:
+            raise _ended(ended)
         raise InvalidCredentials(
             "this refresh token was already used; the session is revoked as a precaution; log in again", code="refresh_token_reused"
         )
@@ -188,18 +191,12 @@ class Flows:
         *,
         key: str | None = None,
         expected: int | None = None,
-        quiet: bool = False,
     ) -> Applied:
         """Fire a terminal event and make every credential of the session useless."""
-        try:
-            applied = tx.fire("session", session_id, event, actor=actor, detail=detail, request_id=request_id, idempotency_key=key, expected_version=expected)
-        except EventRefused:
-            if not quiet:
-                raise
-            applied = None  # already ended: still retire its credentials below
+        applied = tx.fire("session", session_id, event, actor=actor, detail=detail, request_id=request_id, idempotency_key=key, expected_version=expected)
         tokens.retire_refresh_tokens(tx, session_id)
         tokens.next_generation(tx, session_id)
-        return applied  # type: ignore[return-value]
+        return applied
 
     def _issue(self, tx: Tx, session_id: uuid.UUID, user_id: uuid.UUID, state: str) -> Issued:
         generation = tokens.next_generation(tx, session_id)

@@ -8,15 +8,16 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
 from api.auth.authenticate import Purpose
-from api.context import AppContext, request_id
+from api.context import AppContext, Ctx, request_id
 from api.problems import problem
+from api.routes.auth import could_exist
 from lifecycle import SESSION, Actor
 from persistence import queries
 
-StateName = Annotated[str | None, Parameter(query="state", description="only sessions in this state")]
+StateName = Annotated[str | None, QueryParameter(name="state", description="only sessions in this state")]
 
 
 class AdminSession(msgspec.Struct):
@@ -47,11 +48,11 @@ class AdminController(Controller):
     @get("/sessions", sync_to_thread=True, summary="Sessions by state and user, paginated by id")
     def sessions(
         self,
-        ctx: AppContext,
+        ctx: Ctx,
         request: Request[Any, Any, State],
         state_filter: StateName = None,
-        user: Annotated[str | None, Parameter(query="user", description="username")] = None,
-        after: Annotated[uuid.UUID | None, Parameter(query="after")] = None,
+        user: Annotated[str | None, QueryParameter(name="user", description="username")] = None,
+        after: Annotated[uuid.UUID | None, QueryParameter(name="after")] = None,
         limit: Annotated[int, Parameter(ge=1, le=queries.MAX_PAGE)] = 50,
     ) -> SessionPage:
         ctx.require_admin(ctx.principal(request, Purpose.HTTP))
@@ -60,7 +61,7 @@ class AdminController(Controller):
             raise problem(422, "unknown_state", "No such state", f"known states: {', '.join(SESSION.states)}")
         user_id = None
         if user is not None:
-            user_id = queries.user_id_by_name(ctx.db, user)
+            user_id = queries.user_id_by_name(ctx.db, user) if could_exist(user) else None
             if user_id is None:
                 return SessionPage(items=[], next=None)
         rows = queries.list_sessions(ctx.db, state=state, user_id=user_id, after=after, limit=limit + 1)
@@ -69,7 +70,7 @@ class AdminController(Controller):
 
     @post("/sessions/{session_id:uuid}/revoke", status_code=200, sync_to_thread=True, summary="Revoke one session")
     def revoke(
-        self, ctx: AppContext, request: Request[Any, Any, State], session_id: uuid.UUID, data: RevokeRequest | None = None
+        self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID], data: JSONBody[RevokeRequest | None] = None
     ) -> Revoked:
         ctx.require_admin(ctx.principal(request, Purpose.HTTP))
         reason = (data.reason if data else "admin")[:200]
@@ -78,7 +79,7 @@ class AdminController(Controller):
 
     @post("/users/{user_id:uuid}/revoke-sessions", status_code=200, sync_to_thread=True, summary="Revoke every session of a user")
     def revoke_user(
-        self, ctx: AppContext, request: Request[Any, Any, State], user_id: uuid.UUID, data: RevokeRequest | None = None
+        self, ctx: Ctx, request: Request[Any, Any, State], user_id: FromPath[uuid.UUID], data: JSONBody[RevokeRequest | None] = None
     ) -> Revoked:
         ctx.require_admin(ctx.principal(request, Purpose.HTTP))
         _require_user(ctx, user_id)
@@ -86,7 +87,7 @@ class AdminController(Controller):
         return Revoked(revoked=[a.instance_id for a in applied])
 
     @post("/users/{user_id:uuid}/disable", status_code=200, sync_to_thread=True, summary="Disable a user and revoke their sessions")
-    def disable_user(self, ctx: AppContext, request: Request[Any, Any, State], user_id: uuid.UUID) -> Revoked:
+    def disable_user(self, ctx: Ctx, request: Request[Any, Any, State], user_id: FromPath[uuid.UUID]) -> Revoked:
         ctx.require_admin(ctx.principal(request, Purpose.HTTP))
         _require_user(ctx, user_id)
         applied = ctx.flows.revoke_user(user_id, reason="user_disabled", disable=True, request_id=request_id(request))

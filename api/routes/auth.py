@@ -8,12 +8,15 @@ from dataclasses import asdict
 import msgspec
 from litestar import Controller, Request, post
 from litestar.datastructures import State
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from api.auth.authenticate import Purpose
 from api.auth.errors import InvalidCredentials
-from api.context import AppContext, request_id
+from api.context import Ctx, request_id
 from api.problems import problem
+from persistence.errors import InvalidInput
+from persistence.users import validate_username
 
 
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -57,18 +60,27 @@ class LogoutResponse(msgspec.Struct):
 MAX_FIELD = 1024
 
 
+def could_exist(username: str) -> bool:
+    """Whether a user could have this name; others fail at once (and never reach the database: NUL breaks PostgreSQL)."""
+    try:
+        validate_username(username)
+    except InvalidInput:
+        return False
+    return True
+
+
 class AuthController(Controller):
     path = "/api"
     tags = ["auth"]
 
     @post("/session/create", status_code=HTTP_201_CREATED, sync_to_thread=True, summary="Create an anonymous session")
-    def create_session(self, ctx: AppContext, request: Request[object, object, State]) -> CreatedSession:
+    def create_session(self, ctx: Ctx, request: Request[object, object, State]) -> CreatedSession:
         """The server creates the session; its anonymous token only serves to upgrade it at login."""
         session_id, token = ctx.flows.create_anonymous(request_id=request_id(request))
         return CreatedSession(session_id=session_id, state="anonymous", anonymous_token=token)
 
     @post("/auth/login", status_code=HTTP_200_OK, sync_to_thread=True, summary="Log in: create or upgrade a session")
-    def login(self, ctx: AppContext, request: Request[object, object, State], data: LoginRequest) -> TokenResponse:
+    def login(self, ctx: Ctx, request: Request[object, object, State], data: JSONBody[LoginRequest]) -> TokenResponse:
         rid = request_id(request)
         if data.id_token is not None:
             if data.username is not None or data.password is not None:
@@ -81,7 +93,7 @@ class AuthController(Controller):
         else:
             if not data.username or not data.password:
                 raise problem(400, "invalid_request", "username and password are required")
-            if len(data.username) > MAX_FIELD or len(data.password) > MAX_FIELD:
+            if len(data.password) > MAX_FIELD or not could_exist(data.username):
                 raise InvalidCredentials("unknown user or wrong password", code="login_failed")
             address = request.client.host if request.client else "unknown"
             issued = ctx.flows.login_password(
@@ -95,12 +107,12 @@ class AuthController(Controller):
         return TokenResponse(token_type="Bearer", **asdict(issued))
 
     @post("/auth/refresh", status_code=HTTP_200_OK, sync_to_thread=True, summary="Rotate tokens")
-    def refresh(self, ctx: AppContext, request: Request[object, object, State], data: RefreshRequest) -> TokenResponse:
+    def refresh(self, ctx: Ctx, request: Request[object, object, State], data: JSONBody[RefreshRequest]) -> TokenResponse:
         issued = ctx.flows.refresh(data.refresh_token, request_id=request_id(request))
         return TokenResponse(token_type="Bearer", **asdict(issued))
 
     @post("/auth/logout", status_code=HTTP_200_OK, sync_to_thread=True, summary="Log out (the access token as bearer)")
-    def logout(self, ctx: AppContext, request: Request[object, object, State]) -> LogoutResponse:
+    def logout(self, ctx: Ctx, request: Request[object, object, State]) -> LogoutResponse:
         principal = ctx.principal(request, Purpose.LOGOUT)
         applied = ctx.flows.logout(principal.session_id, request_id=request_id(request))
         return LogoutResponse(session_id=principal.session_id, state=applied.to_state)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Response, get
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 
 from api import protocol
 from api.problems import problem
@@ -65,12 +65,12 @@ class LifecycleController(Controller):
         return [describe(d) for d in MACHINES.values()]
 
     @get("/machines/{name:str}", sync_to_thread=False, summary="One machine definition as data")
-    def machine(self, name: str) -> dict[str, Any]:
+    def machine(self, name: FromPath[str]) -> dict[str, Any]:
         return describe(_machine(name))
 
     @get("/machines/{name:str}/diagram", sync_to_thread=True, summary="A machine's diagram")
     def diagram(
-        self, name: str, format: Annotated[Literal["mermaid", "dot", "svg"], Parameter(query="format")] = "mermaid"
+        self, name: FromPath[str], format: Annotated[Literal["mermaid", "dot", "svg"], QueryParameter(name="format")] = "mermaid"
     ) -> Response[str]:
         definition = _machine(name)
         render = {"mermaid": diagrams.render_mermaid, "dot": diagrams.render_dot, "svg": diagrams.render_svg}[format]

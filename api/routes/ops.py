@@ -6,7 +6,7 @@ from litestar import Response, get
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from sqlalchemy import text
 
-from api.context import AppContext
+from api.context import Ctx
 from persistence import migrate
 
 
@@ -16,7 +16,7 @@ def health() -> dict[str, str]:
 
 
 @get("/api/ready", sync_to_thread=True, tags=["operations"], summary="Readiness: database reachable, schema at head")
-def ready(ctx: AppContext) -> Response[dict[str, str]]:
+def ready(ctx: Ctx) -> Response[dict[str, str]]:
     try:
         with ctx.db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))

@@ -15,10 +15,10 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter
 
 from api.auth.authenticate import Principal, Purpose
-from api.context import AppContext, request_id
+from api.context import AppContext, Ctx, request_id
 from api.problems import problem
 from lifecycle import SESSION, Actor, engine
 from persistence import queries
@@ -81,7 +81,7 @@ class SessionController(Controller):
     tags = ["sessions"]
 
     @get("/", sync_to_thread=True, summary="A session's state, timers and allowed events")
-    def show(self, ctx: AppContext, request: Request[Any, Any, State], session_id: uuid.UUID) -> Response[SessionView]:
+    def show(self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]) -> Response[SessionView]:
         actor = _caller(ctx, request, session_id)
         snapshot = ctx.service.get("session", session_id)
         return Response(_view(ctx, snapshot, actor), headers={"ETag": f'"{snapshot.version}"'})
@@ -89,9 +89,9 @@ class SessionController(Controller):
     @get("/history", sync_to_thread=True, summary="A session's transitions, oldest first")
     def history(
         self,
-        ctx: AppContext,
+        ctx: Ctx,
         request: Request[Any, Any, State],
-        session_id: uuid.UUID,
+        session_id: FromPath[uuid.UUID],
         after: Annotated[int, Parameter(ge=0, le=2**31 - 1, description="return transitions with seq > after")] = 0,
         limit: Annotated[int, Parameter(ge=1, le=queries.MAX_PAGE)] = 100,
     ) -> HistoryPage:
@@ -104,13 +104,13 @@ class SessionController(Controller):
     @post("/events/{event:str}", status_code=200, sync_to_thread=True, summary="Fire an event the caller may fire")
     def fire(
         self,
-        ctx: AppContext,
+        ctx: Ctx,
         request: Request[Any, Any, State],
-        session_id: uuid.UUID,
-        event: str,
-        data: EventRequest | None = None,
-        if_match: Annotated[str | None, Parameter(header="If-Match")] = None,
-        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+        session_id: FromPath[uuid.UUID],
+        event: FromPath[str],
+        data: JSONBody[EventRequest | None] = None,
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[EventResult]:
         """Client events for the session's own holder, admin events for admins; never server or timer events."""
         actor = _caller(ctx, request, session_id)
@@ -144,7 +144,7 @@ class SessionController(Controller):
         return Response(_result(applied), headers={"ETag": f'"{applied.version}"'})
 
     @post("/ws-ticket", status_code=201, sync_to_thread=True, summary="A single-use WebSocket ticket (30 s)")
-    def ticket(self, ctx: AppContext, request: Request[Any, Any, State], session_id: uuid.UUID) -> Ticket:
+    def ticket(self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]) -> Ticket:
         principal = ctx.principal(request, Purpose.WEBSOCKET)
         if principal.session_id != session_id:
             raise InstanceNotFound("session", session_id)
