@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -20,7 +23,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 
-from api import observability, problems
+from api import fanout, observability, problems
 from api.auth.authenticate import Authenticator
 from api.auth.flows import Flows
 from api.auth.keys import load_keys
@@ -33,11 +36,16 @@ from api.routes.lifecycle import LifecycleController
 from api.routes.ops import health, ready
 from api.routes.sessions import SessionController
 from api.settings import Settings
+from api.ws import Live, ws_endpoint
 from lifecycle import Clock, SystemClock
 from persistence.database import Database
 from persistence.service import TransitionService
 
 log = logging.getLogger("sessionflow.app")
+
+# Per process: what must run before the server closes sockets on shutdown (each app's
+# live WebSockets close with 1001 and are recorded). See api/server.py.
+DRAINS: list[Callable[[], Awaitable[None]]] = []
 
 
 async def sweep_periodically(service: TransitionService, interval: float) -> None:
@@ -74,25 +82,42 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
     """Build the application for ``settings``; nothing is shared between apps."""
     ctx = build_context(settings, clock=clock)
     oidc = oidc_from_settings(settings, ctx.db, ctx.service.clock)
+    hub = fanout.Hub()
+    live = Live(worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+    if ctx.db.is_postgresql:
+        fanout.install_postgres_notify(ctx.service)
+    else:
+        fanout.install_in_process(ctx.service, hub)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        hub.bind(asyncio.get_running_loop())
         observability.SESSIONS_BY_STATE.attach(ctx.db)
-        task = asyncio.create_task(sweep_periodically(ctx.service, settings.sweep_interval.total_seconds())) if run_sweeper else None
+        stop = asyncio.Event()
+        tasks = []
+        if run_sweeper:
+            tasks.append(asyncio.create_task(sweep_periodically(ctx.service, settings.sweep_interval.total_seconds())))
+        if ctx.db.is_postgresql:
+            tasks.append(asyncio.create_task(fanout.listen(ctx.db, hub, stop=stop)))
+        DRAINS.append(live.drain)
         try:
             yield
         finally:
-            if task is not None:
+            DRAINS.remove(live.drain)
+            await live.drain()
+            stop.set()
+            for task in tasks:
                 task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             observability.SESSIONS_BY_STATE.detach(ctx.db)
             ctx.db.dispose()
 
     return Litestar(
-        route_handlers=[health, ready, AuthController, SessionController, LifecycleController, AdminController, observability.MetricsController],
+        route_handlers=[health, ready, ws_endpoint, AuthController, SessionController, LifecycleController, AdminController, observability.MetricsController],
         dependencies={"ctx": Provide(provide_ctx, sync_to_thread=False)},
-        state=State({"ctx": ctx, "oidc": oidc}),
+        state=State({"ctx": ctx, "oidc": oidc, "hub": hub, "live": live}),
         lifespan=[lifespan],
         plugins=[ProblemDetailsPlugin(problems.config())],
         exception_handlers={Exception: problems.internal_error},

@@ -281,8 +281,7 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
+    from api import server
     from persistence import migrate
 
     host = args.host or settings.host
@@ -295,8 +294,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         migrate.upgrade(db)
     finally:
         db.dispose()
-    uvicorn.run(
-        "api.app:app_from_env",
+    server.run(
+        app="api.app:app_from_env",
         factory=True,
         host=host,
         port=port,

@@ -80,6 +80,7 @@ def logging_config(level: str) -> LoggingConfig:
         loggers={
             "sessionflow": {"level": level.upper(), "handlers": ["queue_listener"], "propagate": False},
             "litestar": {"level": level.upper(), "handlers": ["queue_listener"], "propagate": False},
+            "transitions": {"level": "WARNING"},  # per-callback chatter; our history table is the record
         },
         log_exceptions="never",  # unexpected errors are logged once, by api.problems.internal_error
     )

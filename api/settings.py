@@ -46,6 +46,8 @@ class Settings:
     session_lifetime: timedelta = SESSION.timer("lifetime").default
     ws_handshake_timeout: timedelta = CONNECTION.timer("handshake").default
     ws_heartbeat_interval: timedelta = timedelta(seconds=25)
+    ws_max_connections_per_session: int = 10
+    ws_max_connections_per_address: int = 200
     allowed_origins: tuple[str, ...] = field(default=())
     # Tokens (DESIGN 5)
     jwt_algorithm: str = "HS256"
@@ -102,7 +104,8 @@ class Settings:
             raise SettingsError(f"{PREFIX}JWT_SECRET must be at least 32 bytes")
         if self.oidc_issuer and not (self.oidc_audience and self.oidc_jwks_url):
             raise SettingsError(f"{PREFIX}OIDC_ISSUER needs {PREFIX}OIDC_AUDIENCE and {PREFIX}OIDC_JWKS_URL")
-        for name in ("pool_size", "port", "workers", "max_sessions_per_user", "login_limit_per_user", "login_limit_per_address"):
+        for name in ("pool_size", "port", "workers", "max_sessions_per_user", "login_limit_per_user", "login_limit_per_address",
+                     "ws_max_connections_per_session", "ws_max_connections_per_address"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")
         for f in dataclasses.fields(self):

@@ -1,0 +1,159 @@
+"""Fan-out: every committed session transition reaches the live connections of that session.
+
+One :class:`Hub` per app delivers to this process's connections. Transitions
+reach the hub by one of two transports:
+
+- SQLite (one process): an after-commit hook of the transition service.
+- PostgreSQL (any number of workers and hosts): ``pg_notify`` inside the
+  transition's own transaction (so a notification exists exactly when the
+  transition committed), and one ``LISTEN`` connection per worker, using
+  psycopg's own notification support (no extra service). If the listener
+  loses its connection it reconnects with backoff and tells every local
+  connection to resynchronise from the history table, so nothing is missed.
+
+Every worker's sweeper, API call and WebSocket go through the same path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psycopg
+from sqlalchemy import bindparam, func, make_url, select
+
+from persistence.database import Database
+from persistence.records import Applied
+from persistence.service import TransitionService, Tx
+
+log = logging.getLogger("sessionflow.fanout")
+
+CHANNEL = "sessionflow_transitions"
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionEvent:
+    """A committed transition of a session, as connections receive it."""
+
+    session_id: str
+    seq: int
+    event: str
+    from_state: str
+    to_state: str
+    actor: str
+    at: str
+
+    @classmethod
+    def from_applied(cls, applied: Applied) -> TransitionEvent:
+        return cls(
+            str(applied.instance_id),
+            applied.version,
+            applied.event,
+            applied.from_state,
+            applied.to_state,
+            str(applied.actor),
+            applied.at.isoformat(),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> TransitionEvent:
+        return cls(**json.loads(text))
+
+
+RESYNC = object()  # delivered to every subscriber when notifications may have been lost
+
+
+class Hub:
+    """Subscribers per session in this process; ``deliver`` may be called from any thread."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[str, set[asyncio.Queue[Any]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def subscribe(self, session_id: uuid.UUID) -> asyncio.Queue[Any]:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._subscribers.setdefault(str(session_id), set()).add(queue)
+        return queue
+
+    def unsubscribe(self, session_id: uuid.UUID, queue: asyncio.Queue[Any]) -> None:
+        queues = self._subscribers.get(str(session_id))
+        if queues is not None:
+            queues.discard(queue)
+            if not queues:
+                del self._subscribers[str(session_id)]
+
+    def deliver(self, event: TransitionEvent) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._dispatch, event)
+
+    def resync_all(self) -> None:
+        for queues in list(self._subscribers.values()):
+            for queue in list(queues):
+                queue.put_nowait(RESYNC)
+
+    def _dispatch(self, event: TransitionEvent) -> None:
+        for queue in list(self._subscribers.get(event.session_id, ())):
+            queue.put_nowait(event)
+
+
+def install_in_process(service: TransitionService, hub: Hub) -> None:
+    """SQLite transport: deliver after commit, in this process only."""
+
+    def publish(applied: list[Applied]) -> None:
+        for a in applied:
+            if a.machine == "session":
+                hub.deliver(TransitionEvent.from_applied(a))
+
+    service.hooks.after_commit.append(publish)
+
+
+def install_postgres_notify(service: TransitionService) -> None:
+    """PostgreSQL transport, sending side: NOTIFY inside the transition's transaction."""
+    build: Callable[[], Any] = lambda: select(func.pg_notify(bindparam("channel"), bindparam("payload")))  # noqa: E731
+
+    def notify(tx: Tx, applied: Applied) -> None:
+        if applied.machine == "session":
+            prepared = tx.db.prepare("pg_notify", build)
+            tx.cursor.one(prepared, {"channel": CHANNEL, "payload": TransitionEvent.from_applied(applied).to_json()})
+
+    service.hooks.in_transaction.append(notify)
+
+
+async def listen(db: Database, hub: Hub, *, stop: asyncio.Event) -> None:
+    """PostgreSQL transport, receiving side: LISTEN until ``stop``, reconnecting with backoff."""
+    url = make_url(db.engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    delay = 0.5
+    first = True
+    while not stop.is_set():
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+                await connection.execute(f"LISTEN {CHANNEL}")
+                if not first:
+                    hub.resync_all()  # notifications sent while we were away are gone
+                first, delay = False, 0.5
+                while not stop.is_set():
+                    async for note in connection.notifies(timeout=1.0):
+                        try:
+                            hub.deliver(TransitionEvent.from_json(note.payload))
+                        except (ValueError, TypeError):
+                            log.warning("ignoring a malformed notification on %s", CHANNEL)
+        except (psycopg.Error, OSError) as exc:
+            log.warning("transition listener lost PostgreSQL (%s); reconnecting in %.1fs", type(exc).__name__, delay)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 30.0)
+            first = False
