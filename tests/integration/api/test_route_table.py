@@ -25,8 +25,6 @@ from lifecycle import ManualClock
 from persistence.users import create_user
 from tests.integration.api.conftest import PROBLEM_JSON, Api, bearer, settings_for
 
-WEBSOCKET_PENDING = pytest.mark.xfail(strict=True, reason="WebSocket lands with the WebSocket issue")
-
 # (method, path) exactly as DESIGN 6 lists them; the admin routes as the design's "admin routes" row names them.
 CONTRACT = [
     ("POST", "/api/session/create"),
@@ -49,9 +47,7 @@ CONTRACT = [
     ("GET", "/api/ready"),
     ("GET", "/api/schema"),
 ]
-ENTRIES = [pytest.param(method, path, id=f"{method} {path}") for method, path in CONTRACT] + [
-    pytest.param("WEBSOCKET", "/api/ws", id="WEBSOCKET /api/ws", marks=WEBSOCKET_PENDING)
-]
+ENTRIES = [pytest.param(method, path, id=f"{method} {path}") for method, path in [*CONTRACT, ("WEBSOCKET", "/api/ws")]]
 
 
 def _plain(path: str) -> str:
