@@ -11,7 +11,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 
@@ -29,6 +31,51 @@ from persistence.errors import (
 log = logging.getLogger("sessionflow.problems")
 
 TYPE_PREFIX = "urn:sessionflow:problem:"
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """An RFC 9457 problem as sessionflow sends it; refusals carry the state, event and allowed events."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    state: str | None = None
+    event: str | None = None
+    allowed_events: list[str] | None = None
+    guards: list[str] | None = None
+    current_version: int | None = None
+    retry_after: int | None = None
+    known_events: list[str] | None = None
+    known_states: list[str] | None = None
+    field: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request",
+    401: "Missing, invalid, expired or superseded credentials; `code` says which",
+    403: "A right is missing, or the event is not the caller's to fire",
+    404: "No such route, event, machine or visible session",
+    409: "The machine refuses the event in the session's state, or a guard failed",
+    412: "If-Match names a version that is no longer current",
+    422: "An invalid value, or an Idempotency-Key reused for another event",
+    429: "Too many attempts; see Retry-After",
+    500: "A bug; the request id is in the X-Request-ID header",
+    503: "The store or the identity provider is unavailable; retry with backoff",
+}
+
+
+def responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problems a handler can answer with (always including 500)."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem, media_type=PROBLEM_JSON, description=_DESCRIPTIONS[status], generate_examples=False
+        )
+        for status in sorted({*statuses, 500})
+    }
 
 
 def problem(status: int, code: str, title: str, detail: str = "", *, headers: dict[str, str] | None = None, **extra: Any) -> ProblemDetailsException:

@@ -14,7 +14,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from api.auth.authenticate import Purpose
 from api.auth.errors import InvalidCredentials
 from api.context import Ctx, request_id
-from api.problems import problem
+from api.problems import problem, responses
 from persistence.errors import InvalidInput
 from persistence.users import validate_username
 
@@ -73,13 +73,13 @@ class AuthController(Controller):
     path = "/api"
     tags = ["auth"]
 
-    @post("/session/create", status_code=HTTP_201_CREATED, sync_to_thread=True, summary="Create an anonymous session")
+    @post("/session/create", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=responses(400, 503), summary="Create an anonymous session")
     def create_session(self, ctx: Ctx, request: Request[object, object, State]) -> CreatedSession:
         """The server creates the session; its anonymous token only serves to upgrade it at login."""
         session_id, token = ctx.flows.create_anonymous(request_id=request_id(request))
         return CreatedSession(session_id=session_id, state="anonymous", anonymous_token=token)
 
-    @post("/auth/login", status_code=HTTP_200_OK, sync_to_thread=True, summary="Log in: create or upgrade a session")
+    @post("/auth/login", status_code=HTTP_200_OK, sync_to_thread=True, responses=responses(400, 401, 409, 422, 429, 503), summary="Log in: create or upgrade a session")
     def login(self, ctx: Ctx, request: Request[object, object, State], data: JSONBody[LoginRequest]) -> TokenResponse:
         rid = request_id(request)
         if data.id_token is not None:
@@ -106,12 +106,12 @@ class AuthController(Controller):
             )
         return TokenResponse(token_type="Bearer", **asdict(issued))
 
-    @post("/auth/refresh", status_code=HTTP_200_OK, sync_to_thread=True, summary="Rotate tokens")
+    @post("/auth/refresh", status_code=HTTP_200_OK, sync_to_thread=True, responses=responses(400, 401, 409, 422, 503), summary="Rotate tokens")
     def refresh(self, ctx: Ctx, request: Request[object, object, State], data: JSONBody[RefreshRequest]) -> TokenResponse:
         issued = ctx.flows.refresh(data.refresh_token, request_id=request_id(request))
         return TokenResponse(token_type="Bearer", **asdict(issued))
 
-    @post("/auth/logout", status_code=HTTP_200_OK, sync_to_thread=True, summary="Log out (the access token as bearer)")
+    @post("/auth/logout", status_code=HTTP_200_OK, sync_to_thread=True, responses=responses(400, 401, 409, 422, 503), summary="Log out (the access token as bearer)")
     def logout(self, ctx: Ctx, request: Request[object, object, State]) -> LogoutResponse:
         principal = ctx.principal(request, Purpose.LOGOUT)
         applied = ctx.flows.logout(principal.session_id, request_id=request_id(request))

@@ -19,7 +19,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter
 
 from api.auth.authenticate import Principal, Purpose
 from api.context import AppContext, Ctx, request_id
-from api.problems import problem
+from api.problems import problem, responses
 from lifecycle import SESSION, Actor, engine
 from persistence import queries
 from persistence.errors import InstanceNotFound
@@ -80,13 +80,13 @@ class SessionController(Controller):
     path = "/api/session/{session_id:uuid}"
     tags = ["sessions"]
 
-    @get("/", sync_to_thread=True, summary="A session's state, timers and allowed events")
+    @get("/", sync_to_thread=True, responses=responses(400, 401, 404, 409, 422, 503), summary="A session's state, timers and allowed events")
     def show(self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]) -> Response[SessionView]:
         actor = _caller(ctx, request, session_id)
         snapshot = ctx.service.get("session", session_id)
         return Response(_view(ctx, snapshot, actor), headers={"ETag": f'"{snapshot.version}"'})
 
-    @get("/history", sync_to_thread=True, summary="A session's transitions, oldest first")
+    @get("/history", sync_to_thread=True, responses=responses(400, 401, 404, 409, 422, 503), summary="A session's transitions, oldest first")
     def history(
         self,
         ctx: Ctx,
@@ -101,7 +101,7 @@ class SessionController(Controller):
         items = [HistoryItem(e.seq, e.event, e.from_state, e.to_state, e.actor, e.at) for e in entries[:limit]]
         return HistoryPage(items=items, next=items[-1].seq if more else None)
 
-    @post("/events/{event:str}", status_code=200, sync_to_thread=True, summary="Fire an event the caller may fire")
+    @post("/events/{event:str}", status_code=200, sync_to_thread=True, responses=responses(400, 401, 403, 404, 409, 412, 422, 503), summary="Fire an event the caller may fire")
     def fire(
         self,
         ctx: Ctx,
@@ -143,7 +143,7 @@ class SessionController(Controller):
             applied = ctx.service.fire("session", session_id, event, actor=actor, expected_version=expected, idempotency_key=idempotency_key, request_id=rid)
         return Response(_result(applied), headers={"ETag": f'"{applied.version}"'})
 
-    @post("/ws-ticket", status_code=201, sync_to_thread=True, summary="A single-use WebSocket ticket (30 s)")
+    @post("/ws-ticket", status_code=201, sync_to_thread=True, responses=responses(400, 401, 404, 409, 422, 503), summary="A single-use WebSocket ticket (30 s)")
     def ticket(self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]) -> Ticket:
         principal = ctx.principal(request, Purpose.WEBSOCKET)
         if principal.session_id != session_id:

@@ -75,26 +75,7 @@ FUZZ = hypothesis.settings(
 
 # Operations whose document does not yet list every status or media type they answer with (strict: fixing the
 # document makes these XPASS and fail, so the entry goes). See DESIGN 6: errors are application/problem+json.
-_BAD_400 = (
-    "400 is documented as Litestar's default ValidationException (application/json, status_code/detail), "
-    "but answered as a problem"
-)
-_NO_404 = "answers 404 (problem) for a session, user or machine it cannot see; 404 is not documented"
-UNDOCUMENTED: dict[str, str] = {
-    "POST /api/auth/login": f"{_BAD_400}; 401 login_failed and 429 rate_limited are not documented",
-    "POST /api/auth/refresh": f"{_BAD_400}; 401 refresh_token_invalid is not documented",
-    "POST /api/auth/logout": "401 (no or dead token) is not documented",
-    "GET /api/session/{session_id}": f"{_BAD_400}; {_NO_404}; 401 is not documented",
-    "GET /api/session/{session_id}/history": f"{_BAD_400}; {_NO_404}; 401 and 422 are not documented",
-    "POST /api/session/{session_id}/events/{event}": f"{_BAD_400}; {_NO_404}; 401/403/409/412/422 are not documented",
-    "POST /api/session/{session_id}/ws-ticket": f"{_BAD_400}; {_NO_404}; 401 and 409 are not documented",
-    "GET /api/lifecycle/machines/{name}": f"{_BAD_400}; {_NO_404}",
-    "GET /api/lifecycle/machines/{name}/diagram": f"{_BAD_400}; {_NO_404}; 503 renderer_unavailable is not documented",
-    "GET /api/admin/sessions": f"{_BAD_400}; 401, 403 and 422 are not documented",
-    "POST /api/admin/sessions/{session_id}/revoke": f"{_BAD_400}; {_NO_404}; 401/403/409 are not documented",
-    "POST /api/admin/users/{user_id}/revoke-sessions": f"{_BAD_400}; {_NO_404}; 401 and 403 are not documented",
-    "POST /api/admin/users/{user_id}/disable": f"{_BAD_400}; {_NO_404}; 401 and 403 are not documented",
-}
+UNDOCUMENTED: dict[str, str] = {}
 
 
 def _settings(database_url: str) -> Settings:
