@@ -81,6 +81,8 @@ def logging_config(level: str) -> LoggingConfig:
             "sessionflow": {"level": level.upper(), "handlers": ["queue_listener"], "propagate": False},
             "litestar": {"level": level.upper(), "handlers": ["queue_listener"], "propagate": False},
             "transitions": {"level": "WARNING"},  # per-callback chatter; our history table is the record
+            # At DEBUG, SQLAlchemy logs result rows, password and token hashes included: never below INFO.
+            "sqlalchemy": {"level": "WARNING"},
         },
         log_exceptions="never",  # unexpected errors are logged once, by api.problems.internal_error
     )
