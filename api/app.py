@@ -67,7 +67,11 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> AppConte
     service.hooks.after_commit.append(observability.count_applied)
     service.hooks.on_refused.append(observability.count_refused)
     access = AccessTokens(
-        load_keys(settings), issuer=settings.jwt_issuer, audience=settings.jwt_audience, ttl=settings.access_token_ttl, clock=clock
+        load_keys(settings),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl=settings.access_token_ttl,
+        clock=clock,
     )
     return AppContext(
         settings=settings,
@@ -115,13 +119,26 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             ctx.db.dispose()
 
     return Litestar(
-        route_handlers=[health, ready, ws_endpoint, AuthController, SessionController, LifecycleController, AdminController, observability.MetricsController],
+        route_handlers=[
+            health,
+            ready,
+            ws_endpoint,
+            AuthController,
+            SessionController,
+            LifecycleController,
+            AdminController,
+            observability.MetricsController,
+        ],
         dependencies={"ctx": Provide(provide_ctx, sync_to_thread=False)},
         state=State({"ctx": ctx, "oidc": oidc, "hub": hub, "live": live}),
         lifespan=[lifespan],
         plugins=[ProblemDetailsPlugin(problems.config())],
         exception_handlers={Exception: problems.internal_error},
-        middleware=[observability.request_id_middleware, observability.prometheus().middleware, observability.access_log().middleware],
+        middleware=[
+            observability.request_id_middleware,
+            observability.prometheus().middleware,
+            observability.access_log().middleware,
+        ],
         logging_config=observability.logging_config(settings.log_level),
         openapi_config=OpenAPIConfig(
             title="sessionflow",

@@ -51,7 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except SQLAlchemyError as exc:
         # Parameters are hidden by the engine; the statement and the error class are enough here.
-        print(f"sessionflow: database error: {type(exc).__name__}: {exc.orig or exc}".splitlines()[0], file=sys.stderr)
+        print(
+            f"sessionflow: database error: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}".splitlines()[0],
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     return result
 
@@ -61,7 +64,9 @@ class _Failure(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sessionflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sessionflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     migrate = commands.add_parser("migrate", help="apply database migrations")
@@ -74,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     diagrams.add_argument("--readme", type=Path, default=Path("README.md"), help="README with diagram markers")
     diagrams.set_defaults(run=_diagrams)
 
-    sessions = commands.add_parser("sessions", help="inspect sessions").add_subparsers(title="actions", metavar="ACTION", required=True)
+    sessions = commands.add_parser("sessions", help="inspect sessions").add_subparsers(
+        title="actions", metavar="ACTION", required=True
+    )
     listing = sessions.add_parser("list", help="list sessions")
     listing.add_argument("--state", help="only sessions in this state")
     listing.add_argument("--user", help="only sessions of this username")
@@ -93,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     hist.add_argument("--json", action="store_true", help="print JSON lines")
     hist.set_defaults(run=_sessions_history)
 
-    users = commands.add_parser("users", help="manage users").add_subparsers(title="actions", metavar="ACTION", required=True)
+    users = commands.add_parser("users", help="manage users").add_subparsers(
+        title="actions", metavar="ACTION", required=True
+    )
     create = users.add_parser("create", help="create a user; the password is prompted for, never an argument")
     create.add_argument("name")
     create.add_argument("--admin", action="store_true", help="give the user the admin role")
@@ -101,7 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     create.set_defaults(run=_users_create)
 
     sweep = commands.add_parser("sweep", help="fire timers that are due")
-    sweep.add_argument("--every", type=float, metavar="SECONDS", help="keep sweeping at this interval until interrupted")
+    sweep.add_argument(
+        "--every", type=float, metavar="SECONDS", help="keep sweeping at this interval until interrupted"
+    )
     sweep.set_defaults(run=_sweep)
 
     serve = commands.add_parser("serve", help="migrate, then serve the API with uvicorn")
@@ -143,8 +154,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _diagrams(args: argparse.Namespace, settings: Settings) -> int:
-    from lifecycle import MACHINES
-    from lifecycle import diagrams
+    from lifecycle import MACHINES, diagrams
 
     definitions = list(MACHINES.values())
     drifted = diagrams.generate(args.dir, definitions, check=args.check)
@@ -154,7 +164,12 @@ def _diagrams(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     stale = [str(path) for path in drifted] + ([str(args.readme)] if readme_drifted else [])
     if stale:
-        print("diagrams differ from the machine definitions; run `sessionflow diagrams`:", *stale, sep="\n  ", file=sys.stderr)
+        print(
+            "diagrams differ from the machine definitions; run `sessionflow diagrams`:",
+            *stale,
+            sep="\n  ",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     print("diagrams match the machine definitions")
     return EXIT_OK
@@ -177,7 +192,11 @@ def _sessions_list(args: argparse.Namespace, settings: Settings) -> int:
         db.dispose()
     for row in rows:
         if args.json:
-            print(json.dumps({"session_id": str(row.id), "state": row.state, "version": row.version, "user": row.username}))
+            print(
+                json.dumps(
+                    {"session_id": str(row.id), "state": row.state, "version": row.version, "user": row.username}
+                )
+            )
         else:
             print(f"{row.id}  {row.state:<16} v{row.version:<4} {row.username or '-'}")
     return EXIT_OK
@@ -223,7 +242,18 @@ def _sessions_history(args: argparse.Namespace, settings: Settings) -> int:
         db.dispose()
     for e in entries:
         if args.json:
-            print(json.dumps({"seq": e.seq, "event": e.event, "from_state": e.from_state, "to_state": e.to_state, "actor": e.actor, "at": e.at.isoformat()}))
+            print(
+                json.dumps(
+                    {
+                        "seq": e.seq,
+                        "event": e.event,
+                        "from_state": e.from_state,
+                        "to_state": e.to_state,
+                        "actor": e.actor,
+                        "at": e.at.isoformat(),
+                    }
+                )
+            )
         else:
             print(f"{e.seq:>4}  {e.at.isoformat()}  {e.from_state} --{e.event}--> {e.to_state}  ({e.actor})")
     return EXIT_OK
@@ -269,7 +299,10 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> int:
         while True:
             fired = service.sweep()
             for applied in fired:
-                print(f"{applied.machine} {applied.instance_id}: {applied.from_state} --{applied.event}--> {applied.to_state}")
+                print(
+                    f"{applied.machine} {applied.instance_id}: "
+                    f"{applied.from_state} --{applied.event}--> {applied.to_state}"
+                )
             if args.every is None:
                 print(f"fired {len(fired)} timer events")
                 return EXIT_OK

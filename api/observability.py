@@ -14,7 +14,6 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 from litestar.logging.config import LoggingConfig
 from litestar.middleware.logging import LoggingMiddlewareConfig
@@ -42,7 +41,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             return
         header = dict(scope.get("headers", ())).get(b"x-request-id", b"").decode("latin-1")
         rid = header if _VALID_ID.match(header) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid  # type: ignore[typeddict-unknown-key]
+        scope.setdefault("state", {})["request_id"] = rid
         token = REQUEST_ID.set(rid)
 
         async def send_with_id(message: Message) -> None:
@@ -92,12 +91,14 @@ def access_log() -> LoggingMiddlewareConfig:
     return LoggingMiddlewareConfig(
         logger_name="sessionflow.access",
         request_log_fields=("method", "path"),
-        response_log_fields=("status_code",),
+        response_log_fields=["status_code"],
     )
 
 
 TRANSITIONS = Counter(
-    "sessionflow_transitions", "Events applied or refused, by machine, event and outcome", ["machine", "event", "outcome"]
+    "sessionflow_transitions",
+    "Events applied or refused, by machine, event and outcome",
+    ["machine", "event", "outcome"],
 )
 
 
@@ -149,5 +150,3 @@ def prometheus() -> PrometheusConfig:
 class MetricsController(PrometheusController):
     path = "/api/metrics"
     include_in_schema = False
-
-

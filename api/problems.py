@@ -13,8 +13,8 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 
 from api.auth.errors import AuthError, RateLimited
@@ -78,7 +78,9 @@ def responses(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
-def problem(status: int, code: str, title: str, detail: str = "", *, headers: dict[str, str] | None = None, **extra: Any) -> ProblemDetailsException:
+def problem(
+    status: int, code: str, title: str, detail: str = "", *, headers: dict[str, str] | None = None, **extra: Any
+) -> ProblemDetailsException:
     return ProblemDetailsException(
         status_code=status,
         type_=TYPE_PREFIX + code,
@@ -94,8 +96,12 @@ def _refused(exc: EventRefused) -> ProblemDetailsException:
     if isinstance(exc, ActorNotPermitted):
         return problem(403, "event_not_permitted", "You may not fire this event", exc.reason, **extra)
     if isinstance(exc, GuardFailed):
-        return problem(409, "guard_failed", "A precondition of this event is not met", exc.reason, guards=list(exc.guards), **extra)
-    return problem(409, "transition_not_allowed", f"'{exc.event}' is not allowed in state '{exc.state}'", exc.reason, **extra)
+        return problem(
+            409, "guard_failed", "A precondition of this event is not met", exc.reason, guards=list(exc.guards), **extra
+        )
+    return problem(
+        409, "transition_not_allowed", f"'{exc.event}' is not allowed in state '{exc.state}'", exc.reason, **extra
+    )
 
 
 def _auth(exc: AuthError) -> ProblemDetailsException:
@@ -111,8 +117,12 @@ def _auth(exc: AuthError) -> ProblemDetailsException:
 
 def _conflict(exc: VersionConflict) -> ProblemDetailsException:
     if exc.stale:
-        return problem(412, "version_mismatch", "The session changed since you read it", str(exc), current_version=exc.actual)
-    return problem(409, "concurrent_change", "Another change won; read the session and retry", str(exc), current_version=exc.actual)
+        return problem(
+            412, "version_mismatch", "The session changed since you read it", str(exc), current_version=exc.actual
+        )
+    return problem(
+        409, "concurrent_change", "Another change won; read the session and retry", str(exc), current_version=exc.actual
+    )
 
 
 def _http(exc: HTTPException) -> ProblemDetailsException:
@@ -150,9 +160,13 @@ MAPPING: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
     VersionConflict: _conflict,
     UnknownEvent: lambda e: problem(404, "unknown_event", "No such event", str(e), known_events=list(e.known)),
     UnknownState: lambda e: problem(422, "unknown_state", "No such state", str(e), known_states=list(e.known)),
-    InstanceNotFound: lambda e: problem(404, "session_not_found", "No such session", "no session with this id is visible to you"),
+    InstanceNotFound: lambda e: problem(
+        404, "session_not_found", "No such session", "no session with this id is visible to you"
+    ),
     InvalidInput: lambda e: problem(422, "invalid_input", f"Invalid {e.field}", str(e), field=e.field),
-    IdempotencyKeyReused: lambda e: problem(422, "idempotency_key_reused", "Idempotency key already used for another event", str(e)),
+    IdempotencyKeyReused: lambda e: problem(
+        422, "idempotency_key_reused", "Idempotency key already used for another event", str(e)
+    ),
     IdentityProviderUnavailable: lambda e: problem(
         503, e.code, "The identity provider is unavailable", e.detail, headers={"Retry-After": "5"}
     ),

@@ -37,8 +37,16 @@ CLOSE_CODES: tuple[CloseCode, ...] = (
     CloseCode(4400, "malformed_message", "malformed message (client bug)", ClientAction.STOP, retry=False),
     CloseCode(4401, "unauthorized", "missing, invalid or forged credentials", ClientAction.LOG_IN, retry=False),
     CloseCode(4403, "revoked", "session revoked", ClientAction.LOG_IN, retry=False),
-    CloseCode(4408, "ticket_expired", "authentication or ticket expired before use", ClientAction.NEW_TICKET, retry=True),
-    CloseCode(4409, "not_connectable", "session not connectable in its state (e.g. anonymous)", ClientAction.FINISH_LOGIN, retry=False),
+    CloseCode(
+        4408, "ticket_expired", "authentication or ticket expired before use", ClientAction.NEW_TICKET, retry=True
+    ),
+    CloseCode(
+        4409,
+        "not_connectable",
+        "session not connectable in its state (e.g. anonymous)",
+        ClientAction.FINISH_LOGIN,
+        retry=False,
+    ),
     CloseCode(4410, "session_closed", "session closed (logout, end of life)", ClientAction.LOG_IN, retry=False),
     CloseCode(4419, "session_expired", "token or session expired, refreshable", ClientAction.REFRESH, retry=True),
     CloseCode(4429, "too_many", "too many connections or attempts", ClientAction.RECONNECT_AFTER, retry=True),

@@ -8,16 +8,16 @@ backoff) and record them, then shuts down as usual.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import socket
 from typing import Any
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors import Multiprocess, multiprocess
 
 from api import app as app_module
-
 
 _QUERY = re.compile(r"(/[^\s?\"]*)\?[^\s\"]*")
 
@@ -40,19 +40,27 @@ class Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for drain in list(app_module.DRAINS):
-            try:
+            with contextlib.suppress(Exception):  # shutting down regardless
                 await drain()
-            except Exception:  # noqa: BLE001 - shutting down regardless
-                pass
         await super().shutdown(sockets=sockets)
+
+
+class _WorkerProcess(multiprocess.Process):
+    """A uvicorn worker process that runs :class:`Server` instead of uvicorn's own."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = Server(config=self.config)
+        return self._server
 
 
 def run(**options: Any) -> None:
     """Like ``uvicorn.run``, with :class:`Server`, in one process or several workers."""
     config = uvicorn.Config(**options)
-    server = Server(config=config)
     if config.workers > 1:
-        sock = config.bind_socket()
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
+        # uvicorn's supervisor builds each worker's server itself; point it at ours.
+        multiprocess.Process = _WorkerProcess  # type: ignore[misc]
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
-        server.run()
+        Server(config=config).run()

@@ -98,14 +98,23 @@ class Settings:
             raise SettingsError(f"{PREFIX}JWT_ALGORITHM must be HS256, EdDSA or RS256, not {self.jwt_algorithm!r}")
         if self.jwt_algorithm != "HS256" and not (self.jwt_private_key_file and self.jwt_public_key_file):
             raise SettingsError(
-                f"{PREFIX}JWT_ALGORITHM={self.jwt_algorithm} needs {PREFIX}JWT_PRIVATE_KEY_FILE and {PREFIX}JWT_PUBLIC_KEY_FILE"
+                f"{PREFIX}JWT_ALGORITHM={self.jwt_algorithm} needs "
+                f"{PREFIX}JWT_PRIVATE_KEY_FILE and {PREFIX}JWT_PUBLIC_KEY_FILE"
             )
         if self.jwt_secret and len(self.jwt_secret.encode()) < 32:
             raise SettingsError(f"{PREFIX}JWT_SECRET must be at least 32 bytes")
         if self.oidc_issuer and not (self.oidc_audience and self.oidc_jwks_url):
             raise SettingsError(f"{PREFIX}OIDC_ISSUER needs {PREFIX}OIDC_AUDIENCE and {PREFIX}OIDC_JWKS_URL")
-        for name in ("pool_size", "port", "workers", "max_sessions_per_user", "login_limit_per_user", "login_limit_per_address",
-                     "ws_max_connections_per_session", "ws_max_connections_per_address"):
+        for name in (
+            "pool_size",
+            "port",
+            "workers",
+            "max_sessions_per_user",
+            "login_limit_per_user",
+            "login_limit_per_address",
+            "ws_max_connections_per_session",
+            "ws_max_connections_per_address",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")
         for f in dataclasses.fields(self):

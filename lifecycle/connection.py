@@ -41,7 +41,9 @@ CONNECTION = Definition(
         spec.name: spec
         for spec in (
             EventSpec(E.ACCEPT, frozenset({Actor.SERVER}), "credentials and session state accepted"),
-            EventSpec(E.REJECT, frozenset({Actor.SERVER, Actor.TIMER}), "refused with a close code, or handshake too slow"),
+            EventSpec(
+                E.REJECT, frozenset({Actor.SERVER, Actor.TIMER}), "refused with a close code, or handshake too slow"
+            ),
             EventSpec(E.CLOSE, frozenset({Actor.SERVER}), "clean close by either side"),
             EventSpec(E.DROP, frozenset({Actor.SERVER, Actor.TIMER}), "abnormal close, or heartbeats missed"),
         )

@@ -113,9 +113,7 @@ class Engine:
             for state in definition.states
         }
         self._allowed_by_actor: dict[tuple[str, Actor], tuple[str, ...]] = {
-            (state, actor): tuple(
-                name for name in self._allowed[state] if actor in definition.events[name].fired_by
-            )
+            (state, actor): tuple(name for name in self._allowed[state] if actor in definition.events[name].fired_by)
             for state in definition.states
             for actor in Actor
         }
@@ -138,7 +136,7 @@ class Engine:
         return self._allowed[state] if actor is None else self._allowed_by_actor[(state, actor)]
 
     def require_state(self, state: object) -> str:
-        """``state`` as a plain string if the machine declares it (enum members included), else :class:`UnknownState`."""
+        """``state`` as a plain string if the machine declares it (enum members too), else :class:`UnknownState`."""
         name = self._state_names.get(state) if isinstance(state, str) else None
         if name is None:
             raise UnknownState(self.name, state, self.definition.states)

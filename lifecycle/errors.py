@@ -90,7 +90,9 @@ class EventRefused(LifecycleError):
     def _message(self) -> str:
         where = f"{self.machine} {self.instance_id}" if self.instance_id is not None else self.machine
         allowed = ", ".join(self.allowed_events) or "none"
-        return f"{where}: event {self.event!r} refused in state {self.state!r}: {self.reason} (allowed events: {allowed})"
+        return (
+            f"{where}: event {self.event!r} refused in state {self.state!r}: {self.reason} (allowed events: {allowed})"
+        )
 
     def for_instance(self, instance_id: object) -> EventRefused:
         """Return this error bound to ``instance_id`` (same class, same fields)."""

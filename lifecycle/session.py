@@ -72,7 +72,9 @@ SESSION = Definition(
             EventSpec(E.EXPIRE, frozenset({Actor.TIMER}), "idle timeout"),
             EventSpec(E.REFRESH, frozenset({Actor.CLIENT}), "current refresh token presented; tokens rotated"),
             EventSpec(E.LOGOUT, frozenset({Actor.CLIENT}), "the holder logged out"),
-            EventSpec(E.REVOKE, frozenset({Actor.ADMIN, Actor.SERVER}), "refresh-token reuse, user disabled or admin action"),
+            EventSpec(
+                E.REVOKE, frozenset({Actor.ADMIN, Actor.SERVER}), "refresh-token reuse, user disabled or admin action"
+            ),
             EventSpec(E.END, frozenset({Actor.TIMER}), "absolute lifetime, login window or refresh window over"),
         )
     },

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Column, Table, and_, bindparam, insert, select, update
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import ClauseElement, Select
 
 from lifecycle import CONNECTION, SESSION, Definition, Engine, engine
-from persistence.models import Connection, IdempotencyKey, Session, TransitionRecord
+from persistence.models import Connection, IdempotencyKey, Session, TransitionRecord, table
 
-HISTORY = TransitionRecord.__table__
-IDEMPOTENCY = IdempotencyKey.__table__
+HISTORY = table(TransitionRecord)
+IDEMPOTENCY = table(IdempotencyKey)
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,14 +42,14 @@ class Binding:
         """``state, version, <timers...>``: what a step reads."""
         return (self.table.c.state, self.table.c.version, *self.timer_columns)
 
-    def select_state(self, *, lock: bool) -> Select[tuple[object, ...]]:
+    def select_state(self, *, lock: bool) -> ClauseElement:
         stmt = select(*self.state_columns()).where(self.table.c.id == bindparam("id"))
         return stmt.with_for_update() if lock else stmt
 
     def compare_and_set(self) -> object:
         """UPDATE ... WHERE id = :id AND version = :expected RETURNING id."""
         t = self.table
-        values = {
+        values: dict[str, Any] = {
             "state": bindparam("state"),
             "version": bindparam("version"),
             "updated_at": bindparam("updated_at"),
@@ -65,7 +66,10 @@ class Binding:
     def touch(self) -> object:
         """Timers-only update for recorded activity; the version and state stay."""
         t = self.table
-        values = {"next_due_at": bindparam("next_due_at"), **{c.name: bindparam(c.name) for c in self.timer_columns}}
+        values: dict[str, Any] = {
+            "next_due_at": bindparam("next_due_at"),
+            **{c.name: bindparam(c.name) for c in self.timer_columns},
+        }
         return (
             update(t)
             .where(and_(t.c.id == bindparam("id"), t.c.version == bindparam("expected")))
@@ -91,21 +95,39 @@ def _check(binding: Binding) -> Binding:
     return binding
 
 
-SESSIONS = _check(Binding(SESSION, Session.__table__))
-CONNECTIONS = _check(Binding(CONNECTION, Connection.__table__))
+SESSIONS = _check(Binding(SESSION, table(Session)))
+CONNECTIONS = _check(Binding(CONNECTION, table(Connection)))
 BINDINGS: dict[str, Binding] = {SESSIONS.name: SESSIONS, CONNECTIONS.name: CONNECTIONS}
 
 
 def history_insert() -> object:
     return insert(HISTORY).values(
-        {name: bindparam(name) for name in ("machine", "instance_id", "seq", "event", "from_state", "to_state", "actor", "request_id", "at", "detail")}
+        {
+            name: bindparam(name)
+            for name in (
+                "machine",
+                "instance_id",
+                "seq",
+                "event",
+                "from_state",
+                "to_state",
+                "actor",
+                "request_id",
+                "at",
+                "detail",
+            )
+        }
     )
 
 
 def idempotency_select() -> object:
     t = IDEMPOTENCY
     return select(t.c.event, t.c.outcome).where(
-        and_(t.c.machine == bindparam("machine"), t.c.instance_id == bindparam("instance_id"), t.c.key == bindparam("key"))
+        and_(
+            t.c.machine == bindparam("machine"),
+            t.c.instance_id == bindparam("instance_id"),
+            t.c.key == bindparam("key"),
+        )
     )
 
 

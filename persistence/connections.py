@@ -17,39 +17,46 @@ from sqlalchemy import and_, bindparam, func, select, update
 
 from lifecycle import Actor, ConnectionState, SessionState
 from persistence.bindings import CONNECTIONS
-from persistence.models import Connection, Session
+from persistence.models import Connection, Session, table
 from persistence.records import Applied, Snapshot
 
 if TYPE_CHECKING:
     from persistence.service import Tx
 
-_connections = Connection.__table__
-_sessions = Session.__table__
+_connections = table(Connection)
+_sessions = table(Session)
 _C = ConnectionState
 _S = SessionState
 
 
 def open_connection(tx: Tx, session_id: uuid.UUID, *, worker_id: str, remote_addr: str | None) -> Snapshot:
     """A new connection row, ``connecting``, held by ``worker_id``."""
-    return tx.create(CONNECTIONS, uuid.uuid4(), {"session_id": session_id, "worker_id": worker_id, "remote_addr": remote_addr})
+    return tx.create(
+        CONNECTIONS, uuid.uuid4(), {"session_id": session_id, "worker_id": worker_id, "remote_addr": remote_addr}
+    )
 
 
 def record_close(tx: Tx, connection_id: uuid.UUID, code: int, reason: str) -> None:
     c = _connections.c
     prepared = tx.db.prepare(
         "connection_close_code",
-        lambda: update(_connections)
-        .where(c.id == bindparam("cid"))
-        .values(close_code=bindparam("code"), close_reason=bindparam("reason")),
+        lambda: (
+            update(_connections)
+            .where(c.id == bindparam("cid"))
+            .values(close_code=bindparam("code"), close_reason=bindparam("reason"))
+        ),
     )
-    tx.cursor.execute(prepared, {"cid": connection_id, "code": code, "reason": reason.encode()[:123].decode(errors="ignore")})
+    tx.cursor.execute(
+        prepared, {"cid": connection_id, "code": code, "reason": reason.encode()[:123].decode(errors="ignore")}
+    )
 
 
 def heartbeat(tx: Tx, connection_id: uuid.UUID) -> bool:
     """A pong arrived: restart the heartbeat timer and note when. False if the connection already ended."""
     c = _connections.c
     prepared = tx.db.prepare(
-        "connection_heartbeat", lambda: update(_connections).where(c.id == bindparam("cid")).values(last_heartbeat_at=bindparam("now"))
+        "connection_heartbeat",
+        lambda: update(_connections).where(c.id == bindparam("cid")).values(last_heartbeat_at=bindparam("now")),
     )
     tx.cursor.execute(prepared, {"cid": connection_id, "now": tx.now})
     return tx.touch(CONNECTIONS, connection_id)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     UniqueConstraint,
     Uuid,
     false,
@@ -45,6 +46,13 @@ NAMING = {
 
 HASH = String(64)  # hex SHA-256 of a token; the token itself is never stored
 NAME = String(32)  # state, event and machine names
+
+
+def table(model: type[Base]) -> Table:
+    """The model's table, typed as one (SQLAlchemy types ``__table__`` as a plain FromClause)."""
+    found = model.__table__
+    assert isinstance(found, Table)
+    return found
 
 
 class Base(DeclarativeBase):

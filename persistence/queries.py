@@ -15,7 +15,7 @@ from lifecycle import SESSION
 from persistence import validate
 from persistence.database import Database
 from persistence.errors import InvalidInput
-from persistence.models import Connection, Session, TransitionRecord, User
+from persistence.models import Connection, Session, TransitionRecord, User, table
 from persistence.records import HistoryEntry
 from persistence.tokens import UserRecord
 
@@ -48,8 +48,8 @@ def list_sessions(
     """Sessions ordered by id, optionally filtered by state and user; ``after`` pages (keyset)."""
     if state is not None and state not in SESSION.states:
         raise InvalidInput("state", f"{state!r} is not one of {', '.join(SESSION.states)}")
-    s = Session.__table__.c
-    u = User.__table__.c
+    s = table(Session).c
+    u = table(User).c
     conditions = []
     if state is not None:
         conditions.append(s.state == state)
@@ -59,7 +59,7 @@ def list_sessions(
         conditions.append(s.id > after)
     stmt = (
         select(s.id, s.state, s.version, s.user_id, u.username)
-        .select_from(Session.__table__.outerjoin(User.__table__, s.user_id == u.id))
+        .select_from(table(Session).outerjoin(table(User), s.user_id == u.id))
         .where(and_(True, *conditions))
         .order_by(s.id)
         .limit(_limit(limit))
@@ -69,10 +69,10 @@ def list_sessions(
 
 
 def count_sessions_by_state(db: Database) -> dict[str, int]:
-    s = Session.__table__.c
+    s = table(Session).c
     with db.engine.connect() as connection:
         rows = connection.execute(select(s.state, func.count()).group_by(s.state)).all()
-    return {state: 0 for state in SESSION.states} | {state: count for state, count in rows}
+    return dict.fromkeys(SESSION.states, 0) | dict(rows)
 
 
 def history(
@@ -83,28 +83,30 @@ def history(
     iid = validate.instance_id(instance_id)
     if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
         raise InvalidInput("after_seq", "must be a non-negative integer")
-    h = TransitionRecord.__table__.c
+    h = table(TransitionRecord).c
     stmt = (
-        select(h.machine, h.instance_id, h.seq, h.event, h.from_state, h.to_state, h.actor, h.request_id, h.at, h.detail)
+        select(
+            h.machine, h.instance_id, h.seq, h.event, h.from_state, h.to_state, h.actor, h.request_id, h.at, h.detail
+        )
         .where(and_(h.machine == machine, h.instance_id == iid, h.seq > after_seq))
         .order_by(h.seq)
         .limit(_limit(limit))
     )
     with db.engine.connect() as connection:
-        return [HistoryEntry(*row) for row in connection.execute(stmt)]
+        return [HistoryEntry(**row._mapping) for row in connection.execute(stmt)]
 
 
 def live_connections(db: Database, session_id: object) -> list[uuid.UUID]:
     """Ids of the session's connections that are open."""
     sid = validate.instance_id(session_id)
-    c = Connection.__table__.c
+    c = table(Connection).c
     with db.engine.connect() as connection:
         return list(connection.scalars(select(c.id).where(and_(c.session_id == sid, c.state == "open")).order_by(c.id)))
 
 
 def user_by_name(db: Database, username: str) -> UserRecord | None:
     """The user called ``username``, read outside any write transaction (password checks are slow)."""
-    u = User.__table__.c
+    u = table(User).c
     with db.engine.connect() as connection:
         row = connection.execute(
             select(u.id, u.username, u.password_hash, u.is_admin, u.enabled).where(u.username == username)
@@ -113,13 +115,15 @@ def user_by_name(db: Database, username: str) -> UserRecord | None:
 
 
 def user_by_id(db: Database, user_id: uuid.UUID) -> UserRecord | None:
-    u = User.__table__.c
+    u = table(User).c
     with db.engine.connect() as connection:
-        row = connection.execute(select(u.id, u.username, u.password_hash, u.is_admin, u.enabled).where(u.id == user_id)).first()
+        row = connection.execute(
+            select(u.id, u.username, u.password_hash, u.is_admin, u.enabled).where(u.id == user_id)
+        ).first()
     return UserRecord(*row) if row is not None else None
 
 
 def user_id_by_name(db: Database, username: str) -> uuid.UUID | None:
-    u = User.__table__.c
+    u = table(User).c
     with db.engine.connect() as connection:
         return connection.scalar(select(u.id).where(u.username == username))

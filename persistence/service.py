@@ -441,7 +441,9 @@ class Tx:
                 "detail": detail,
             },
         )
-        applied = Applied(binding.name, iid, outcome.event, outcome.source, outcome.dest, new_version, outcome.actor, at)
+        applied = Applied(
+            binding.name, iid, outcome.event, outcome.source, outcome.dest, new_version, outcome.actor, at
+        )
         self.applied.append(applied)
         for hook in self.service.hooks.in_transaction:
             hook(self, applied)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import String, and_, bindparam, case, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from persistence.models import RateLimit, RefreshToken, Session, User, WsTicket
+from persistence.models import RateLimit, RefreshToken, Session, User, WsTicket, table
 
 if TYPE_CHECKING:
     from persistence.service import Tx
@@ -35,11 +35,12 @@ def _is_open(column: Any) -> Any:
     # One bound literal per state: precompiled statements cannot expand an IN list at run time.
     return column.in_([literal(state, String()) for state in _LIVE_STATES])
 
-_sessions = Session.__table__
-_refresh = RefreshToken.__table__
-_tickets = WsTicket.__table__
-_limits = RateLimit.__table__
-_users = User.__table__
+
+_sessions = table(Session)
+_refresh = table(RefreshToken)
+_tickets = table(WsTicket)
+_limits = table(RateLimit)
+_users = table(User)
 
 
 def new_token(prefix: str) -> str:
@@ -67,7 +68,9 @@ class RefreshLookup:
 def issue_refresh(tx: Tx, session_id: uuid.UUID, generation: int, ttl: timedelta) -> tuple[str, datetime]:
     token = new_token(REFRESH_PREFIX)
     expires_at = tx.now + ttl
-    prepared = tx.db.prepare("refresh_insert", lambda: insert(_refresh).values({c: bindparam(c) for c in _REFRESH_COLUMNS}))
+    prepared = tx.db.prepare(
+        "refresh_insert", lambda: insert(_refresh).values({c: bindparam(c) for c in _REFRESH_COLUMNS})
+    )
     tx.cursor.execute(
         prepared,
         {
@@ -90,7 +93,9 @@ def use_refresh(tx: Tx, token: str) -> RefreshLookup:
     c = _refresh.c
     prepared = tx.db.prepare(
         "refresh_lookup",
-        lambda: select(c.session_id, c.expires_at, c.rotated_at).where(c.token_hash == bindparam("h")).with_for_update(),
+        lambda: (
+            select(c.session_id, c.expires_at, c.rotated_at).where(c.token_hash == bindparam("h")).with_for_update()
+        ),
         (c.session_id.type, c.expires_at.type, c.rotated_at.type),
     )
     row = tx.cursor.one(prepared, {"h": token_hash(token)})
@@ -102,7 +107,8 @@ def use_refresh(tx: Tx, token: str) -> RefreshLookup:
     if expires_at <= tx.now:
         return RefreshLookup(RefreshStatus.EXPIRED, session_id)
     rotate = tx.db.prepare(
-        "refresh_rotate", lambda: update(_refresh).where(c.token_hash == bindparam("h")).values(rotated_at=bindparam("now"))
+        "refresh_rotate",
+        lambda: update(_refresh).where(c.token_hash == bindparam("h")).values(rotated_at=bindparam("now")),
     )
     tx.cursor.execute(rotate, {"h": token_hash(token), "now": tx.now})
     return RefreshLookup(RefreshStatus.CURRENT, session_id)
@@ -113,9 +119,11 @@ def retire_refresh_tokens(tx: Tx, session_id: uuid.UUID) -> None:
     c = _refresh.c
     prepared = tx.db.prepare(
         "refresh_retire",
-        lambda: update(_refresh)
-        .where(and_(c.session_id == bindparam("sid"), c.rotated_at.is_(None)))
-        .values(rotated_at=bindparam("now")),
+        lambda: (
+            update(_refresh)
+            .where(and_(c.session_id == bindparam("sid"), c.rotated_at.is_(None)))
+            .values(rotated_at=bindparam("now"))
+        ),
     )
     tx.cursor.execute(prepared, {"sid": session_id, "now": tx.now})
 
@@ -125,10 +133,12 @@ def next_generation(tx: Tx, session_id: uuid.UUID) -> int:
     c = _sessions.c
     prepared = tx.db.prepare(
         "generation_bump",
-        lambda: update(_sessions)
-        .where(c.id == bindparam("sid"))
-        .values(token_generation=c.token_generation + 1)
-        .returning(c.token_generation),
+        lambda: (
+            update(_sessions)
+            .where(c.id == bindparam("sid"))
+            .values(token_generation=c.token_generation + 1)
+            .returning(c.token_generation)
+        ),
     )
     row = tx.cursor.one(prepared, {"sid": session_id})
     if row is None:
@@ -141,9 +151,11 @@ def bind_user(tx: Tx, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
     c = _sessions.c
     prepared = tx.db.prepare(
         "session_bind_user",
-        lambda: update(_sessions)
-        .where(c.id == bindparam("sid"))
-        .values(user_id=bindparam("uid"), anonymous_token_hash=None),
+        lambda: (
+            update(_sessions)
+            .where(c.id == bindparam("sid"))
+            .values(user_id=bindparam("uid"), anonymous_token_hash=None)
+        ),
     )
     tx.cursor.execute(prepared, {"sid": session_id, "uid": user_id})
 
@@ -151,7 +163,9 @@ def bind_user(tx: Tx, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
 def anonymous_token_matches(tx: Tx, session_id: uuid.UUID, token: str) -> bool:
     c = _sessions.c
     prepared = tx.db.prepare(
-        "anonymous_lookup", lambda: select(c.anonymous_token_hash).where(c.id == bindparam("sid")), (c.anonymous_token_hash.type,)
+        "anonymous_lookup",
+        lambda: select(c.anonymous_token_hash).where(c.id == bindparam("sid")),
+        (c.anonymous_token_hash.type,),
     )
     row = tx.cursor.one(prepared, {"sid": session_id})
     return row is not None and row[0] is not None and secrets.compare_digest(row[0], token_hash(token))
@@ -170,10 +184,18 @@ def live_sessions_of(tx: Tx, user_id: uuid.UUID) -> int:
 
 def issue_ticket(tx: Tx, session_id: uuid.UUID, ttl: timedelta) -> str:
     ticket = new_token(TICKET_PREFIX)
-    prepared = tx.db.prepare("ticket_insert", lambda: insert(_tickets).values({c: bindparam(c) for c in _TICKET_COLUMNS}))
+    prepared = tx.db.prepare(
+        "ticket_insert", lambda: insert(_tickets).values({c: bindparam(c) for c in _TICKET_COLUMNS})
+    )
     tx.cursor.execute(
         prepared,
-        {"ticket_hash": token_hash(ticket), "session_id": session_id, "issued_at": tx.now, "expires_at": tx.now + ttl, "used_at": None},
+        {
+            "ticket_hash": token_hash(ticket),
+            "session_id": session_id,
+            "issued_at": tx.now,
+            "expires_at": tx.now + ttl,
+            "used_at": None,
+        },
     )
     return ticket
 
@@ -193,17 +215,21 @@ def consume_ticket(tx: Tx, ticket: str) -> tuple[TicketStatus, uuid.UUID | None]
     c = _tickets.c
     spend = tx.db.prepare(
         "ticket_spend",
-        lambda: update(_tickets)
-        .where(and_(c.ticket_hash == bindparam("h"), c.used_at.is_(None)))
-        .values(used_at=bindparam("now"))
-        .returning(c.session_id, c.expires_at),
+        lambda: (
+            update(_tickets)
+            .where(and_(c.ticket_hash == bindparam("h"), c.used_at.is_(None)))
+            .values(used_at=bindparam("now"))
+            .returning(c.session_id, c.expires_at)
+        ),
         (c.session_id.type, c.expires_at.type),
     )
     row = tx.cursor.one(spend, {"h": token_hash(ticket), "now": tx.now})
     if row is not None:
         session_id, expires_at = row
         return (TicketStatus.VALID if expires_at > tx.now else TicketStatus.EXPIRED), session_id
-    seen = tx.db.prepare("ticket_seen", lambda: select(c.session_id).where(c.ticket_hash == bindparam("h")), (c.session_id.type,))
+    seen = tx.db.prepare(
+        "ticket_seen", lambda: select(c.session_id).where(c.ticket_hash == bindparam("h")), (c.session_id.type,)
+    )
     found = tx.cursor.one(seen, {"h": token_hash(ticket)})
     return (TicketStatus.USED, found[0]) if found is not None else (TicketStatus.UNKNOWN, None)
 
@@ -213,7 +239,11 @@ def count_attempt(tx: Tx, key: str, window: timedelta) -> tuple[int, datetime]:
 
     One upsert, so concurrent workers on PostgreSQL never lose a count.
     """
-    prepared = tx.db.prepare(("rate_limit", tx.db.dialect.name), lambda: _upsert_attempt(tx.db.dialect.name), (_limits.c.count.type, _limits.c.window_start.type))
+    prepared = tx.db.prepare(
+        ("rate_limit", tx.db.dialect.name),
+        lambda: _upsert_attempt(tx.db.dialect.name),
+        (_limits.c.count.type, _limits.c.window_start.type),
+    )
     row = tx.cursor.one(prepared, {"key": key, "now": tx.now, "cutoff": tx.now - window})
     assert row is not None
     return int(row[0]), row[1]
@@ -227,7 +257,10 @@ def _upsert_attempt(dialect: str) -> Any:
     expired = c.window_start <= bindparam("cutoff", type_=c.window_start.type)
     return stmt.on_conflict_do_update(
         index_elements=[c.key],
-        set_={"count": case((expired, 1), else_=c.count + 1), "window_start": case((expired, now), else_=c.window_start)},
+        set_={
+            "count": case((expired, 1), else_=c.count + 1),
+            "window_start": case((expired, now), else_=c.window_start),
+        },
     ).returning(c.count, c.window_start)
 
 
@@ -253,14 +286,18 @@ def user_by_id(tx: Tx, user_id: uuid.UUID) -> UserRecord | None:
 def _user(tx: Tx, key: str, column: Any, value: object) -> UserRecord | None:
     c = _users.c
     columns = (c.id, c.username, c.password_hash, c.is_admin, c.enabled)
-    prepared = tx.db.prepare(key, lambda: select(*columns).where(column == bindparam("v")), [col.type for col in columns])
+    prepared = tx.db.prepare(
+        key, lambda: select(*columns).where(column == bindparam("v")), [col.type for col in columns]
+    )
     row = tx.cursor.one(prepared, {"v": value})
     return UserRecord(*row) if row is not None else None
 
 
 def session_owner(tx: Tx, session_id: uuid.UUID) -> uuid.UUID | None:
     c = _sessions.c
-    prepared = tx.db.prepare("session_owner", lambda: select(c.user_id).where(c.id == bindparam("sid")), (c.user_id.type,))
+    prepared = tx.db.prepare(
+        "session_owner", lambda: select(c.user_id).where(c.id == bindparam("sid")), (c.user_id.type,)
+    )
     row = tx.cursor.one(prepared, {"sid": session_id})
     return row[0] if row is not None else None
 
@@ -268,7 +305,8 @@ def session_owner(tx: Tx, session_id: uuid.UUID) -> uuid.UUID | None:
 def set_user_enabled(tx: Tx, user_id: uuid.UUID, enabled: bool) -> bool:
     c = _users.c
     prepared = tx.db.prepare(
-        "user_enable", lambda: update(_users).where(c.id == bindparam("uid")).values(enabled=bindparam("enabled")).returning(c.id)
+        "user_enable",
+        lambda: update(_users).where(c.id == bindparam("uid")).values(enabled=bindparam("enabled")).returning(c.id),
     )
     return tx.cursor.one(prepared, {"uid": user_id, "enabled": enabled}) is not None
 

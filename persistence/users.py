@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from persistence.database import Database
 from persistence.errors import InvalidInput, PersistenceError, StoreUnavailable
-from persistence.models import User
+from persistence.models import User, table
 from persistence.tokens import UserRecord
 
 MAX_USERNAME = 150
@@ -68,7 +68,7 @@ def create_user(db: Database, username: str, password_hash: str | None, *, is_ad
 
 def user_by_oidc_subject(db: Database, issuer: str, subject: str) -> UserRecord | None:
     """The user the identity provider ``issuer`` calls ``subject``, if one was created."""
-    u = User.__table__.c
+    u = table(User).c
     query = select(u.id, u.username, u.password_hash, u.is_admin, u.enabled).where(
         and_(u.oidc_issuer == issuer, u.oidc_subject == subject)
     )

@@ -34,7 +34,8 @@ def _postgres_unavailable() -> str | None:
             connection.execute(text("SELECT 1"))
         engine.dispose()
     except Exception as exc:  # noqa: BLE001 - any failure means "not available", reported below
-        return f"PostgreSQL not reachable at {make_url(POSTGRES_URL).render_as_string(hide_password=True)}: {type(exc).__name__}"
+        shown = make_url(POSTGRES_URL).render_as_string(hide_password=True)
+        return f"PostgreSQL not reachable at {shown}: {type(exc).__name__}"
     return None
 
 

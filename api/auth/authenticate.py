@@ -53,10 +53,14 @@ class Authenticator:
     def bearer(self, authorization: str | None, purpose: Purpose) -> Principal:
         """Authenticate an ``Authorization: Bearer <token>`` header value."""
         if not authorization:
-            raise InvalidCredentials("no credentials: send Authorization: Bearer <access token>", code="credentials_missing")
+            raise InvalidCredentials(
+                "no credentials: send Authorization: Bearer <access token>", code="credentials_missing"
+            )
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise InvalidCredentials("the Authorization header must be 'Bearer <access token>'", code="credentials_missing")
+            raise InvalidCredentials(
+                "the Authorization header must be 'Bearer <access token>'", code="credentials_missing"
+            )
         return self.token(token.strip(), purpose)
 
     def token(self, token: str, purpose: Purpose) -> Principal:
@@ -71,7 +75,9 @@ class Authenticator:
             if snapshot.state != S.ANONYMOUS or stored is None or stored != token_hash(token):
                 raise InvalidCredentials("the anonymous token is no longer valid", code="token_superseded")
             if purpose is Purpose.WEBSOCKET:
-                raise NotConnectable("the session is anonymous: log in before connecting", code="session_not_connectable")
+                raise NotConnectable(
+                    "the session is anonymous: log in before connecting", code="session_not_connectable"
+                )
             return Principal(snapshot.id, None, snapshot.state, snapshot.version, True, claims.expires_at)
         if row.get("user_id") != claims.user_id:
             raise InvalidCredentials("the token does not match its session", code="token_invalid")

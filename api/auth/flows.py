@@ -87,7 +87,9 @@ class Flows:
     ) -> Issued:
         """Create (or upgrade) a session for a verified user: ``authenticate`` then ``activate``."""
         if (session_id is None) != (anonymous_token is None):
-            raise InvalidCredentials("upgrading a session needs both session_id and anonymous_token", code="token_invalid")
+            raise InvalidCredentials(
+                "upgrading a session needs both session_id and anonymous_token", code="token_invalid"
+            )
         if anonymous_token is not None:
             claims = self.access.verify(anonymous_token)
             if claims.typ != ANONYMOUS_TYPE or claims.session_id != session_id:
@@ -100,7 +102,14 @@ class Flows:
                 if not tokens.anonymous_token_matches(tx, session_id, anonymous_token):
                     raise InvalidCredentials("the anonymous token was already used", code="token_superseded")
             tokens.bind_user(tx, session_id, user.id)
-            tx.fire("session", session_id, "authenticate", actor=Actor.SERVER, facts={"credentials_verified": True}, request_id=request_id)
+            tx.fire(
+                "session",
+                session_id,
+                "authenticate",
+                actor=Actor.SERVER,
+                facts={"credentials_verified": True},
+                request_id=request_id,
+            )
             current = tokens.user_by_id(tx, user.id)
             live = tokens.live_sessions_of(tx, user.id)  # includes this one, now authenticated
             tx.fire(
@@ -132,13 +141,20 @@ class Flows:
                 raise InvalidCredentials("the refresh token expired; log in again", code="refresh_token_invalid")
             if lookup.status is RefreshStatus.REUSED:
                 try:
-                    self._end(tx, lookup.session_id, "revoke", Actor.SERVER, {"reason": "refresh_token_reuse"}, request_id)
+                    self._end(
+                        tx, lookup.session_id, "revoke", Actor.SERVER, {"reason": "refresh_token_reuse"}, request_id
+                    )
                 except EventRefused as refused:
                     ended = refused.state  # it ended before (logout, revocation, end of life): say so, revoke nothing
             else:
                 try:
                     applied = tx.fire(
-                        "session", lookup.session_id, "refresh", actor=Actor.CLIENT, facts={"refresh_token_current": True}, request_id=request_id
+                        "session",
+                        lookup.session_id,
+                        "refresh",
+                        actor=Actor.CLIENT,
+                        facts={"refresh_token_current": True},
+                        request_id=request_id,
                     )
                 except EventRefused as refused:
                     raise _ended(refused.state) from None
@@ -148,22 +164,50 @@ class Flows:
         if ended is not None:
             raise _ended(ended)
         raise InvalidCredentials(
-            "this refresh token was already used; the session is revoked as a precaution; log in again", code="refresh_token_reused"
+            "this refresh token was already used; the session is revoked as a precaution; log in again",
+            code="refresh_token_reused",
         )
 
     # -- ending sessions ---------------------------------------------------------------
 
-    def logout(self, session_id: uuid.UUID, *, request_id: str | None = None, idempotency_key: str | None = None, expected_version: int | None = None) -> Applied:
-        with self.service.transaction() as tx:
-            return self._end(tx, session_id, "logout", Actor.CLIENT, None, request_id, key=idempotency_key, expected=expected_version)
-
-    def revoke(
-        self, session_id: uuid.UUID, *, actor: Actor, reason: str, request_id: str | None = None, idempotency_key: str | None = None, expected_version: int | None = None
+    def logout(
+        self,
+        session_id: uuid.UUID,
+        *,
+        request_id: str | None = None,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
     ) -> Applied:
         with self.service.transaction() as tx:
-            return self._end(tx, session_id, "revoke", actor, {"reason": reason}, request_id, key=idempotency_key, expected=expected_version)
+            return self._end(
+                tx, session_id, "logout", Actor.CLIENT, None, request_id, key=idempotency_key, expected=expected_version
+            )
 
-    def revoke_user(self, user_id: uuid.UUID, *, reason: str, disable: bool, request_id: str | None = None) -> list[Applied]:
+    def revoke(
+        self,
+        session_id: uuid.UUID,
+        *,
+        actor: Actor,
+        reason: str,
+        request_id: str | None = None,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> Applied:
+        with self.service.transaction() as tx:
+            return self._end(
+                tx,
+                session_id,
+                "revoke",
+                actor,
+                {"reason": reason},
+                request_id,
+                key=idempotency_key,
+                expected=expected_version,
+            )
+
+    def revoke_user(
+        self, user_id: uuid.UUID, *, reason: str, disable: bool, request_id: str | None = None
+    ) -> list[Applied]:
         """Revoke every open session of a user (and disable the user first, if asked), atomically."""
         with self.service.transaction() as tx:
             if disable and not tokens.set_user_enabled(tx, user_id, False):
@@ -193,7 +237,16 @@ class Flows:
         expected: int | None = None,
     ) -> Applied:
         """Fire a terminal event and make every credential of the session useless."""
-        applied = tx.fire("session", session_id, event, actor=actor, detail=detail, request_id=request_id, idempotency_key=key, expected_version=expected)
+        applied = tx.fire(
+            "session",
+            session_id,
+            event,
+            actor=actor,
+            detail=detail,
+            request_id=request_id,
+            idempotency_key=key,
+            expected_version=expected,
+        )
         tokens.retire_refresh_tokens(tx, session_id)
         tokens.next_generation(tx, session_id)
         return applied
@@ -213,7 +266,10 @@ class Flows:
 
     def _count_attempt(self, username: str, client_address: str) -> None:
         window = self.settings.login_limit_window
-        checks = ((_user_key(username), self.settings.login_limit_per_user), (f"login:addr:{client_address}", self.settings.login_limit_per_address))
+        checks = (
+            (_user_key(username), self.settings.login_limit_per_user),
+            (f"login:addr:{client_address}", self.settings.login_limit_per_address),
+        )
         with self.service.transaction() as tx:
             counts = [(tokens.count_attempt(tx, key, window), limit) for key, limit in checks]
         for (count, started), limit in counts:
@@ -230,4 +286,3 @@ def _ended(state: str) -> InvalidCredentials:
     if state == S.REVOKED:
         return InvalidCredentials("the session was revoked; log in again", code="session_revoked")
     return InvalidCredentials("the session is closed; log in again", code="session_closed")
-

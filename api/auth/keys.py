@@ -52,13 +52,19 @@ def load_keys(settings: Settings) -> SigningKeys:
         public_pem = Path(settings.jwt_public_key_file).read_bytes()
     except OSError as exc:
         raise SettingsError(f"cannot read the {settings.jwt_algorithm} key files: {exc.strerror}") from None
-    algorithm: Any = {"RS256": RSAAlgorithm(RSAAlgorithm.SHA256), "EdDSA": OKPAlgorithm(), "ES256": ECAlgorithm(ECAlgorithm.SHA256)}[
-        settings.jwt_algorithm
-    ]
+    algorithm: Any = {
+        "RS256": RSAAlgorithm(RSAAlgorithm.SHA256),
+        "EdDSA": OKPAlgorithm(),
+        "ES256": ECAlgorithm(ECAlgorithm.SHA256),
+    }[settings.jwt_algorithm]
     try:
-        return SigningKeys(settings.jwt_algorithm, algorithm.prepare_key(private_pem), algorithm.prepare_key(public_pem))
+        return SigningKeys(
+            settings.jwt_algorithm, algorithm.prepare_key(private_pem), algorithm.prepare_key(public_pem)
+        )
     except Exception as exc:  # noqa: BLE001 - any parse failure is a configuration error; the key is not shown
-        raise SettingsError(f"the {settings.jwt_algorithm} key files are not valid PEM keys: {type(exc).__name__}") from None
+        raise SettingsError(
+            f"the {settings.jwt_algorithm} key files are not valid PEM keys: {type(exc).__name__}"
+        ) from None
 
 
 def _secret_file(path: Path) -> bytes:

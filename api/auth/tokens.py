@@ -84,14 +84,19 @@ class AccessTokens:
         try:
             if claims["typ"] not in (ACCESS_TYPE, ANONYMOUS_TYPE):
                 raise InvalidCredentials("the token is not an access token", code="token_invalid")
-            if not all(isinstance(claims[name], int) and not isinstance(claims[name], bool) for name in ("iat", "nbf", "exp", "gen")):
+            if not all(
+                isinstance(claims[name], int) and not isinstance(claims[name], bool)
+                for name in ("iat", "nbf", "exp", "gen")
+            ):
                 raise InvalidCredentials("the access token has malformed claims", code="token_invalid")
             if claims["nbf"] > now + leeway or claims["iat"] > now + leeway:
                 raise InvalidCredentials("the access token is not valid yet", code="token_invalid")
             if claims["exp"] <= now - leeway:
                 raise InvalidCredentials("the access token has expired; refresh it", code="token_expired")
             user_id = uuid.UUID(claims["sub"]) if claims["typ"] == ACCESS_TYPE else None
-            return AccessClaims(claims["typ"], user_id, uuid.UUID(claims["sid"]), claims["gen"], str(claims["jti"]), claims["exp"])
+            return AccessClaims(
+                claims["typ"], user_id, uuid.UUID(claims["sid"]), claims["gen"], str(claims["jti"]), claims["exp"]
+            )
         except (ValueError, TypeError, AttributeError):
             raise InvalidCredentials("the access token has malformed claims", code="token_invalid") from None
 

@@ -45,7 +45,12 @@ class AdminController(Controller):
     path = "/api/admin"
     tags = ["admin"]
 
-    @get("/sessions", sync_to_thread=True, responses=responses(400, 401, 403, 409, 422, 503), summary="Sessions by state and user, paginated by id")
+    @get(
+        "/sessions",
+        sync_to_thread=True,
+        responses=responses(400, 401, 403, 409, 422, 503),
+        summary="Sessions by state and user, paginated by id",
+    )
     def sessions(
         self,
         ctx: Ctx,
@@ -68,25 +73,53 @@ class AdminController(Controller):
         items = [AdminSession(r.id, r.state, r.version, r.user_id, r.username) for r in rows[:limit]]
         return SessionPage(items=items, next=items[-1].session_id if len(rows) > limit else None)
 
-    @post("/sessions/{session_id:uuid}/revoke", status_code=200, sync_to_thread=True, responses=responses(400, 401, 403, 404, 409, 422, 503), summary="Revoke one session")
+    @post(
+        "/sessions/{session_id:uuid}/revoke",
+        status_code=200,
+        sync_to_thread=True,
+        responses=responses(400, 401, 403, 404, 409, 422, 503),
+        summary="Revoke one session",
+    )
     def revoke(
-        self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID], data: JSONBody[RevokeRequest | None] = None
+        self,
+        ctx: Ctx,
+        request: Request[Any, Any, State],
+        session_id: FromPath[uuid.UUID],
+        data: JSONBody[RevokeRequest | None] = None,
     ) -> Revoked:
         ctx.require_admin(ctx.principal(request, Purpose.HTTP))
         reason = (data.reason if data else "admin")[:200]
         ctx.flows.revoke(session_id, actor=Actor.ADMIN, reason=reason, request_id=request_id(request))
         return Revoked(revoked=[session_id])
 
-    @post("/users/{user_id:uuid}/revoke-sessions", status_code=200, sync_to_thread=True, responses=responses(400, 401, 403, 404, 409, 422, 503), summary="Revoke every session of a user")
+    @post(
+        "/users/{user_id:uuid}/revoke-sessions",
+        status_code=200,
+        sync_to_thread=True,
+        responses=responses(400, 401, 403, 404, 409, 422, 503),
+        summary="Revoke every session of a user",
+    )
     def revoke_user(
-        self, ctx: Ctx, request: Request[Any, Any, State], user_id: FromPath[uuid.UUID], data: JSONBody[RevokeRequest | None] = None
+        self,
+        ctx: Ctx,
+        request: Request[Any, Any, State],
+        user_id: FromPath[uuid.UUID],
+        data: JSONBody[RevokeRequest | None] = None,
     ) -> Revoked:
         ctx.require_admin(ctx.principal(request, Purpose.HTTP))
         _require_user(ctx, user_id)
-        applied = ctx.flows.revoke_user(user_id, reason=(data.reason if data else "admin")[:200], disable=False, request_id=request_id(request))
+        applied = ctx.flows.revoke_user(
+            user_id, reason=(data.reason if data else "admin")[:200], disable=False, request_id=request_id(request)
+        )
         return Revoked(revoked=[a.instance_id for a in applied])
 
-    @post("/users/{user_id:uuid}/disable", status_code=200, sync_to_thread=True, responses=responses(400, 401, 403, 404, 409, 422, 503), summary="Disable a user and revoke their sessions")
+    @post(
+        "/users/{user_id:uuid}/disable",
+        status_code=200,
+        sync_to_thread=True,
+        responses=responses(400, 401, 403, 404, 409, 422, 503),
+        summary="Disable a user and revoke their sessions",
+    )
     def disable_user(self, ctx: Ctx, request: Request[Any, Any, State], user_id: FromPath[uuid.UUID]) -> Revoked:
         ctx.require_admin(ctx.principal(request, Purpose.HTTP))
         _require_user(ctx, user_id)

@@ -61,7 +61,7 @@ MAX_FIELD = 1024
 
 
 def could_exist(username: str) -> bool:
-    """Whether a user could have this name; others fail at once (and never reach the database: NUL breaks PostgreSQL)."""
+    """Whether a user could have this name; others fail at once, never reaching the database (NUL breaks PostgreSQL)."""
     try:
         validate_username(username)
     except InvalidInput:
@@ -73,13 +73,25 @@ class AuthController(Controller):
     path = "/api"
     tags = ["auth"]
 
-    @post("/session/create", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=responses(400, 503), summary="Create an anonymous session")
+    @post(
+        "/session/create",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        responses=responses(400, 503),
+        summary="Create an anonymous session",
+    )
     def create_session(self, ctx: Ctx, request: Request[object, object, State]) -> CreatedSession:
         """The server creates the session; its anonymous token only serves to upgrade it at login."""
         session_id, token = ctx.flows.create_anonymous(request_id=request_id(request))
         return CreatedSession(session_id=session_id, state="anonymous", anonymous_token=token)
 
-    @post("/auth/login", status_code=HTTP_200_OK, sync_to_thread=True, responses=responses(400, 401, 409, 422, 429, 503), summary="Log in: create or upgrade a session")
+    @post(
+        "/auth/login",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=responses(400, 401, 409, 422, 429, 503),
+        summary="Log in: create or upgrade a session",
+    )
     def login(self, ctx: Ctx, request: Request[object, object, State], data: JSONBody[LoginRequest]) -> TokenResponse:
         rid = request_id(request)
         if data.id_token is not None:
@@ -87,9 +99,16 @@ class AuthController(Controller):
                 raise problem(400, "invalid_request", "Send either username and password or id_token, not both")
             oidc = request.app.state.get("oidc")
             if oidc is None:
-                raise problem(400, "oidc_not_configured", "This server accepts no ID tokens", "log in with a username and password")
+                raise problem(
+                    400,
+                    "oidc_not_configured",
+                    "This server accepts no ID tokens",
+                    "log in with a username and password",
+                )
             user = oidc.user_for(data.id_token)
-            issued = ctx.flows.login_user(user, session_id=data.session_id, anonymous_token=data.anonymous_token, request_id=rid)
+            issued = ctx.flows.login_user(
+                user, session_id=data.session_id, anonymous_token=data.anonymous_token, request_id=rid
+            )
         else:
             if not data.username or not data.password:
                 raise problem(400, "invalid_request", "username and password are required")
@@ -106,12 +125,26 @@ class AuthController(Controller):
             )
         return TokenResponse(token_type="Bearer", **asdict(issued))
 
-    @post("/auth/refresh", status_code=HTTP_200_OK, sync_to_thread=True, responses=responses(400, 401, 409, 422, 503), summary="Rotate tokens")
-    def refresh(self, ctx: Ctx, request: Request[object, object, State], data: JSONBody[RefreshRequest]) -> TokenResponse:
+    @post(
+        "/auth/refresh",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=responses(400, 401, 409, 422, 503),
+        summary="Rotate tokens",
+    )
+    def refresh(
+        self, ctx: Ctx, request: Request[object, object, State], data: JSONBody[RefreshRequest]
+    ) -> TokenResponse:
         issued = ctx.flows.refresh(data.refresh_token, request_id=request_id(request))
         return TokenResponse(token_type="Bearer", **asdict(issued))
 
-    @post("/auth/logout", status_code=HTTP_200_OK, sync_to_thread=True, responses=responses(400, 401, 409, 422, 503), summary="Log out (the access token as bearer)")
+    @post(
+        "/auth/logout",
+        status_code=HTTP_200_OK,
+        sync_to_thread=True,
+        responses=responses(400, 401, 409, 422, 503),
+        summary="Log out (the access token as bearer)",
+    )
     def logout(self, ctx: Ctx, request: Request[object, object, State]) -> LogoutResponse:
         principal = ctx.principal(request, Purpose.LOGOUT)
         applied = ctx.flows.logout(principal.session_id, request_id=request_id(request))

@@ -11,7 +11,11 @@ from api import protocol
 from api.problems import problem, responses
 from lifecycle import MACHINES, Definition, diagrams
 
-_MEDIA = {"mermaid": "text/vnd.mermaid; charset=utf-8", "dot": "text/vnd.graphviz; charset=utf-8", "svg": "image/svg+xml"}
+_MEDIA = {
+    "mermaid": "text/vnd.mermaid; charset=utf-8",
+    "dot": "text/vnd.graphviz; charset=utf-8",
+    "svg": "image/svg+xml",
+}
 
 
 def describe(definition: Definition) -> dict[str, Any]:
@@ -64,22 +68,41 @@ class LifecycleController(Controller):
     def machines(self) -> list[dict[str, Any]]:
         return [describe(d) for d in MACHINES.values()]
 
-    @get("/machines/{name:str}", sync_to_thread=False, responses=responses(400, 404), summary="One machine definition as data")
+    @get(
+        "/machines/{name:str}",
+        sync_to_thread=False,
+        responses=responses(400, 404),
+        summary="One machine definition as data",
+    )
     def machine(self, name: FromPath[str]) -> dict[str, Any]:
         return describe(_machine(name))
 
-    @get("/machines/{name:str}/diagram", sync_to_thread=True, responses=responses(400, 404, 503), summary="A machine's diagram")
+    @get(
+        "/machines/{name:str}/diagram",
+        sync_to_thread=True,
+        responses=responses(400, 404, 503),
+        summary="A machine's diagram",
+    )
     def diagram(
-        self, name: FromPath[str], format: Annotated[Literal["mermaid", "dot", "svg"], QueryParameter(name="format")] = "mermaid"
+        self,
+        name: FromPath[str],
+        format: Annotated[Literal["mermaid", "dot", "svg"], QueryParameter(name="format")] = "mermaid",
     ) -> Response[str]:
         definition = _machine(name)
         render = {"mermaid": diagrams.render_mermaid, "dot": diagrams.render_dot, "svg": diagrams.render_svg}[format]
         try:
             body = render(definition)
         except diagrams.DiagramError as exc:
-            raise problem(503, "renderer_unavailable", "This diagram format cannot be rendered here", str(exc)) from None
+            raise problem(
+                503, "renderer_unavailable", "This diagram format cannot be rendered here", str(exc)
+            ) from None
         return Response(body, media_type=_MEDIA[format])
 
-    @get("/close-codes", sync_to_thread=False, responses=responses(), summary="WebSocket close codes and what a client should do")
+    @get(
+        "/close-codes",
+        sync_to_thread=False,
+        responses=responses(),
+        summary="WebSocket close codes and what a client should do",
+    )
     def close_codes(self) -> list[dict[str, object]]:
         return protocol.as_data()

@@ -22,9 +22,13 @@ def ready(ctx: Ctx) -> Response[dict[str, str]]:
             connection.execute(text("SELECT 1"))
         at_head = migrate.is_at_head(ctx.db)
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; only the type is reported
-        return Response({"status": "unavailable", "reason": f"database: {type(exc).__name__}"}, status_code=HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(
+            {"status": "unavailable", "reason": f"database: {type(exc).__name__}"},
+            status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        )
     if not at_head:
         return Response(
-            {"status": "unavailable", "reason": "schema is not at head; run sessionflow migrate"}, status_code=HTTP_503_SERVICE_UNAVAILABLE
+            {"status": "unavailable", "reason": "schema is not at head; run sessionflow migrate"},
+            status_code=HTTP_503_SERVICE_UNAVAILABLE,
         )
     return Response({"status": "ready"}, status_code=HTTP_200_OK)

@@ -80,13 +80,25 @@ class SessionController(Controller):
     path = "/api/session/{session_id:uuid}"
     tags = ["sessions"]
 
-    @get("/", sync_to_thread=True, responses=responses(400, 401, 404, 409, 422, 503), summary="A session's state, timers and allowed events")
-    def show(self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]) -> Response[SessionView]:
+    @get(
+        "/",
+        sync_to_thread=True,
+        responses=responses(400, 401, 404, 409, 422, 503),
+        summary="A session's state, timers and allowed events",
+    )
+    def show(
+        self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]
+    ) -> Response[SessionView]:
         actor = _caller(ctx, request, session_id)
         snapshot = ctx.service.get("session", session_id)
         return Response(_view(ctx, snapshot, actor), headers={"ETag": f'"{snapshot.version}"'})
 
-    @get("/history", sync_to_thread=True, responses=responses(400, 401, 404, 409, 422, 503), summary="A session's transitions, oldest first")
+    @get(
+        "/history",
+        sync_to_thread=True,
+        responses=responses(400, 401, 404, 409, 422, 503),
+        summary="A session's transitions, oldest first",
+    )
     def history(
         self,
         ctx: Ctx,
@@ -101,7 +113,13 @@ class SessionController(Controller):
         items = [HistoryItem(e.seq, e.event, e.from_state, e.to_state, e.actor, e.at) for e in entries[:limit]]
         return HistoryPage(items=items, next=items[-1].seq if more else None)
 
-    @post("/events/{event:str}", status_code=200, sync_to_thread=True, responses=responses(400, 401, 403, 404, 409, 412, 422, 503), summary="Fire an event the caller may fire")
+    @post(
+        "/events/{event:str}",
+        status_code=200,
+        sync_to_thread=True,
+        responses=responses(400, 401, 403, 404, 409, 412, 422, 503),
+        summary="Fire an event the caller may fire",
+    )
     def fire(
         self,
         ctx: Ctx,
@@ -133,17 +151,42 @@ class SessionController(Controller):
         expected = _if_match(if_match)
         rid = request_id(request)
         if event == "logout":
-            applied = ctx.flows.logout(session_id, request_id=rid, idempotency_key=idempotency_key, expected_version=expected)
+            applied = ctx.flows.logout(
+                session_id, request_id=rid, idempotency_key=idempotency_key, expected_version=expected
+            )
         elif event == "revoke":
             reason = (data.reason if data and data.reason else "admin")[:200]
-            applied = ctx.flows.revoke(session_id, actor=actor, reason=reason, request_id=rid, idempotency_key=idempotency_key, expected_version=expected)
+            applied = ctx.flows.revoke(
+                session_id,
+                actor=actor,
+                reason=reason,
+                request_id=rid,
+                idempotency_key=idempotency_key,
+                expected_version=expected,
+            )
         elif event == "refresh":
-            raise problem(422, "use_refresh_endpoint", "Refresh needs the refresh token", "POST it to /api/auth/refresh")
+            raise problem(
+                422, "use_refresh_endpoint", "Refresh needs the refresh token", "POST it to /api/auth/refresh"
+            )
         else:  # pragma: no cover - every client or admin event is handled above
-            applied = ctx.service.fire("session", session_id, event, actor=actor, expected_version=expected, idempotency_key=idempotency_key, request_id=rid)
+            applied = ctx.service.fire(
+                "session",
+                session_id,
+                event,
+                actor=actor,
+                expected_version=expected,
+                idempotency_key=idempotency_key,
+                request_id=rid,
+            )
         return Response(_result(applied), headers={"ETag": f'"{applied.version}"'})
 
-    @post("/ws-ticket", status_code=201, sync_to_thread=True, responses=responses(400, 401, 404, 409, 422, 503), summary="A single-use WebSocket ticket (30 s)")
+    @post(
+        "/ws-ticket",
+        status_code=201,
+        sync_to_thread=True,
+        responses=responses(400, 401, 404, 409, 422, 503),
+        summary="A single-use WebSocket ticket (30 s)",
+    )
     def ticket(self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]) -> Ticket:
         principal = ctx.principal(request, Purpose.WEBSOCKET)
         if principal.session_id != session_id:
@@ -167,7 +210,7 @@ def _if_match(value: str | None) -> int | None:
         return None
     match = _ETAG.match(value)
     if match is None:
-        raise problem(400, "invalid_if_match", "If-Match must be the session's ETag, a version in quotes, e.g. \"3\"")
+        raise problem(400, "invalid_if_match", 'If-Match must be the session\'s ETag, a version in quotes, e.g. "3"')
     return int(match.group(1))
 
 
@@ -187,4 +230,6 @@ def _view(ctx: AppContext, snapshot: Snapshot, actor: Actor) -> SessionView:
 
 
 def _result(applied: Applied) -> EventResult:
-    return EventResult(applied.instance_id, applied.event, applied.from_state, applied.to_state, applied.version, applied.repeated)
+    return EventResult(
+        applied.instance_id, applied.event, applied.from_state, applied.to_state, applied.version, applied.repeated
+    )

@@ -16,8 +16,10 @@ def test_readme_opens_with_the_two_fresh_machine_commands() -> None:
     """The first two shell blocks install-and-serve, then install-and-test."""
     blocks = _shell_blocks((ROOT / "README.md").read_text())
     serve, test = (block.splitlines()[-1] for block in blocks[:2])
-    assert serve.startswith("python3 -m venv .venv") and serve.endswith("sessionflow serve")
-    assert test.startswith("python3 -m venv .venv") and test.endswith("pytest")
+    assert serve.startswith("python3 -m venv .venv")
+    assert serve.endswith("sessionflow serve")
+    assert test.startswith("python3 -m venv .venv")
+    assert test.endswith("pytest")
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:

@@ -23,7 +23,14 @@ def run(*args: str, url: str, stdin: str = "", cwd: Path = ROOT) -> subprocess.C
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONFLOW_")}
     env["SESSIONFLOW_DATABASE_URL"] = url
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args], input=stdin, capture_output=True, text=True, env=env, cwd=cwd, timeout=60, check=False
+        [sys.executable, "-m", "api.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=60,
+        check=False,
     )
 
 
@@ -138,7 +145,18 @@ def test_diagrams_check_passes_on_the_repository_and_fails_on_drift(tmp_path: Pa
 
 
 @pytest.mark.parametrize(
-    "command", [(), ("migrate",), ("diagrams",), ("sessions", "list"), ("sessions", "show"), ("sessions", "history"), ("users", "create"), ("sweep",), ("serve",)]
+    "command",
+    [
+        (),
+        ("migrate",),
+        ("diagrams",),
+        ("sessions", "list"),
+        ("sessions", "show"),
+        ("sessions", "history"),
+        ("users", "create"),
+        ("sweep",),
+        ("serve",),
+    ],
 )
 def test_every_command_has_help(command: tuple[str, ...], sqlite_url: str) -> None:
     result = run(*command, "--help", url=sqlite_url)

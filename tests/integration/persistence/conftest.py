@@ -34,14 +34,18 @@ def history_of(db: Database, instance_id: uuid.UUID) -> list[tuple[int, str, str
     h = TransitionRecord.__table__.c
     with db.engine.connect() as connection:
         rows = connection.execute(
-            select(h.seq, h.event, h.from_state, h.to_state, h.actor).where(h.instance_id == instance_id).order_by(h.seq)
+            select(h.seq, h.event, h.from_state, h.to_state, h.actor)
+            .where(h.instance_id == instance_id)
+            .order_by(h.seq)
         )
         return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
 def table_counts(db: Database) -> dict[str, int]:
     with db.engine.connect() as connection:
-        return {t.name: connection.scalar(select(func.count()).select_from(t)) or 0 for t in Base.metadata.sorted_tables}
+        return {
+            t.name: connection.scalar(select(func.count()).select_from(t)) or 0 for t in Base.metadata.sorted_tables
+        }
 
 
 @pytest.fixture
@@ -55,7 +59,11 @@ def unchanged(db: Database, service: TransitionService) -> Callable[[uuid.UUID],
         def check() -> None:
             after = service.get("session", instance_id, fire_due=False)
             assert table_counts(db) == before_counts
-            assert (after.state, after.version, dict(after.timers)) == (before.state, before.version, dict(before.timers))
+            assert (after.state, after.version, dict(after.timers)) == (
+                before.state,
+                before.version,
+                dict(before.timers),
+            )
             assert after.row == before.row
 
         return check

@@ -64,7 +64,9 @@ def test_reconnecting_within_grace_connects_again(service: TransitionService, db
     assert _session_events(db, session_id) == ["connect", "drop", "connect"]
 
 
-def test_a_dead_workers_connections_are_dropped_by_the_sweeper(service: TransitionService, clock: ManualClock, db: Database) -> None:
+def test_a_dead_workers_connections_are_dropped_by_the_sweeper(
+    service: TransitionService, clock: ManualClock, db: Database
+) -> None:
     """No heartbeat for three intervals: the sweeper drops the connection and the session with it."""
     session_id = log_in(service)
     connection_id = _open(service, session_id, worker="dead-worker")

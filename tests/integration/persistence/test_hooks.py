@@ -12,7 +12,9 @@ from persistence.service import TransitionService, Tx
 from tests.integration.persistence.conftest import history_of, log_in
 
 
-def test_after_commit_sees_every_applied_event_including_lazy_timers(service: TransitionService, clock: ManualClock) -> None:
+def test_after_commit_sees_every_applied_event_including_lazy_timers(
+    service: TransitionService, clock: ManualClock
+) -> None:
     """A refresh after the idle timeout reports the timer's expire and the refresh, in order."""
     session_id = log_in(service)
     seen: list[list[tuple[str, int]]] = []

@@ -16,7 +16,9 @@ from tests.integration.persistence.conftest import history_of, log_in
 REFRESH = {"refresh_token_current": True}
 
 
-def test_repeat_returns_first_outcome_and_writes_nothing(service: TransitionService, active_session: uuid.UUID, db: Database) -> None:
+def test_repeat_returns_first_outcome_and_writes_nothing(
+    service: TransitionService, active_session: uuid.UUID, db: Database
+) -> None:
     """The second call with the same key is marked repeated, has the same version and adds no history."""
     first = service.fire("session", active_session, "refresh", actor=Actor.CLIENT, facts=REFRESH, idempotency_key="k-1")
     again = service.fire("session", active_session, "refresh", actor=Actor.CLIENT, facts=REFRESH, idempotency_key="k-1")
@@ -33,7 +35,9 @@ def test_repeat_returns_first_outcome_and_writes_nothing(service: TransitionServ
     assert len(history_of(db, active_session)) == 3
 
 
-def test_repeat_after_the_state_moved_still_returns_first_outcome(service: TransitionService, active_session: uuid.UUID) -> None:
+def test_repeat_after_the_state_moved_still_returns_first_outcome(
+    service: TransitionService, active_session: uuid.UUID
+) -> None:
     """A retried logout after the session closed answers with the logout it already did, not a refusal."""
     first = service.fire("session", active_session, "logout", actor=Actor.CLIENT, idempotency_key="logout-1")
     again = service.fire("session", active_session, "logout", actor=Actor.CLIENT, idempotency_key="logout-1")
@@ -41,7 +45,9 @@ def test_repeat_after_the_state_moved_still_returns_first_outcome(service: Trans
     assert again.to_state == first.to_state == "closed"
 
 
-def test_key_reused_for_another_event_is_refused(service: TransitionService, active_session: uuid.UUID, unchanged: object) -> None:
+def test_key_reused_for_another_event_is_refused(
+    service: TransitionService, active_session: uuid.UUID, unchanged: object
+) -> None:
     """A key first used for refresh cannot be spent on logout; nothing is written."""
     service.fire("session", active_session, "refresh", actor=Actor.CLIENT, facts=REFRESH, idempotency_key="k-2")
     check = unchanged(active_session)  # type: ignore[operator]
@@ -73,7 +79,9 @@ def test_concurrent_repeats_apply_once(db_url: str, clock: object) -> None:
             barrier.wait()
             try:
                 results.append(
-                    service.fire("session", session_id, "refresh", actor=Actor.CLIENT, facts=REFRESH, idempotency_key="dup")
+                    service.fire(
+                        "session", session_id, "refresh", actor=Actor.CLIENT, facts=REFRESH, idempotency_key="dup"
+                    )
                 )
             except Exception as exc:  # noqa: BLE001 - collected and asserted on below
                 results.append(exc)

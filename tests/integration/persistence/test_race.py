@@ -62,7 +62,12 @@ def test_pinned_version_races_have_exactly_one_winner_per_round(wide_service: Tr
         version = 2 + round_no
         wins, errors = _race(
             lambda _i, v=version: wide_service.fire(
-                "session", session_id, "refresh", actor=Actor.CLIENT, facts={"refresh_token_current": True}, expected_version=v
+                "session",
+                session_id,
+                "refresh",
+                actor=Actor.CLIENT,
+                facts={"refresh_token_current": True},
+                expected_version=v,
             )
         )
         assert len(wins) == 1, f"round {round_no}: {len(wins)} winners"

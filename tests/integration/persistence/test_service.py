@@ -61,7 +61,9 @@ def test_guard_failure_writes_nothing(service: TransitionService, active_session
     check()
 
 
-def test_actor_may_only_fire_its_own_events(service: TransitionService, active_session: uuid.UUID, unchanged: object) -> None:
+def test_actor_may_only_fire_its_own_events(
+    service: TransitionService, active_session: uuid.UUID, unchanged: object
+) -> None:
     """A client cannot fire a timer's event, and nothing is written when it tries."""
     check = unchanged(active_session)  # type: ignore[operator]
     with pytest.raises(ActorNotPermitted):
@@ -69,7 +71,9 @@ def test_actor_may_only_fire_its_own_events(service: TransitionService, active_s
     check()
 
 
-def test_stale_expected_version_is_a_conflict(service: TransitionService, active_session: uuid.UUID, unchanged: object) -> None:
+def test_stale_expected_version_is_a_conflict(
+    service: TransitionService, active_session: uuid.UUID, unchanged: object
+) -> None:
     """An If-Match version that is no longer current is refused as stale with both versions named."""
     check = unchanged(active_session)  # type: ignore[operator]
     with pytest.raises(VersionConflict) as conflict:
@@ -93,7 +97,9 @@ def test_unknown_session_is_not_found(service: TransitionService) -> None:
         service.get("session", missing)
 
 
-def test_unit_of_work_rolls_back_every_event_together(service: TransitionService, active_session: uuid.UUID, db: Database) -> None:
+def test_unit_of_work_rolls_back_every_event_together(
+    service: TransitionService, active_session: uuid.UUID, db: Database
+) -> None:
     """Events fired in one transaction vanish together when the transaction fails."""
     with pytest.raises(RuntimeError, match="boom"), service.transaction() as tx:
         tx.fire("session", active_session, "connect", actor=Actor.SERVER)
@@ -103,7 +109,9 @@ def test_unit_of_work_rolls_back_every_event_together(service: TransitionService
     assert len(history_of(db, active_session)) == 2
 
 
-def test_connection_rows_follow_their_own_machine(service: TransitionService, active_session: uuid.UUID, db: Database) -> None:
+def test_connection_rows_follow_their_own_machine(
+    service: TransitionService, active_session: uuid.UUID, db: Database
+) -> None:
     """A connection is created connecting, accepted to open, closed; its history is its own."""
     with service.transaction() as tx:
         connection = tx.create(CONNECTIONS, uuid.uuid4(), {"session_id": active_session, "worker_id": "worker-1"})
@@ -111,5 +119,8 @@ def test_connection_rows_follow_their_own_machine(service: TransitionService, ac
     assert service.get("connection", connection.id).state == "open"
     assert service.get("session", active_session).state == "ws_connected"
     service.fire("connection", connection.id, "close", actor=Actor.SERVER)
-    assert history_of(db, connection.id) == [(1, "accept", "connecting", "open", "server"), (2, "close", "open", "closed", "server")]
+    assert history_of(db, connection.id) == [
+        (1, "accept", "connecting", "open", "server"),
+        (2, "close", "open", "closed", "server"),
+    ]
     assert service.get("session", active_session).state == "session_active"  # its only connection closed cleanly

@@ -44,7 +44,9 @@ def test_due_timers_fire_before_a_client_event(service: TransitionService, clock
     assert [row[1] for row in history_of(db, session_id)] == ["authenticate", "activate", "expire", "refresh"]
 
 
-def test_a_long_outage_fires_the_whole_chain_in_order(service: TransitionService, clock: ManualClock, db: Database) -> None:
+def test_a_long_outage_fires_the_whole_chain_in_order(
+    service: TransitionService, clock: ManualClock, db: Database
+) -> None:
     """After eight days away, idle expiry and then the end of the refresh window both fire, in order."""
     session_id = log_in(service)
     clock.advance(timedelta(days=8))

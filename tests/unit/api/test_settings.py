@@ -68,7 +68,13 @@ def test_unknown_variables_are_reported_not_fatal(caplog: pytest.LogCaptureFixtu
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("90", timedelta(seconds=90)), ("90s", timedelta(seconds=90)), ("15m", timedelta(minutes=15)), ("1.5h", timedelta(minutes=90)), ("30d", timedelta(days=30))],
+    [
+        ("90", timedelta(seconds=90)),
+        ("90s", timedelta(seconds=90)),
+        ("15m", timedelta(minutes=15)),
+        ("1.5h", timedelta(minutes=90)),
+        ("30d", timedelta(days=30)),
+    ],
 )
 def test_duration_syntax(text: str, expected: timedelta) -> None:
     """Durations are seconds, or a number with unit s, m, h or d."""
