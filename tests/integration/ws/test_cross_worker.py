@@ -1,0 +1,95 @@
+"""Two server processes on one PostgreSQL database: what happens on B reaches a connection held by A.
+
+Fan-out on PostgreSQL is ``pg_notify`` in the transition's transaction and a
+``LISTEN`` per worker (api/fanout.py). DESIGN 7: revocation, logout and
+expiry reach every live connection of the session, on every worker,
+promptly: here, within one second.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.integration.ws.conftest import Server, Servers, expect_close, recv_type
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+PROMPTLY = 1.0  # seconds from the HTTP call on B to the close frame on A
+
+
+@pytest.fixture(scope="module")
+def workers(make_server: Servers, postgres_url: str) -> tuple[Server, Server]:
+    """Processes A and B: different ports, one database, one signing secret (BASE_ENV)."""
+    servers = make_server.many({"worker-a": {}, "worker-b": {}}, database_url=postgres_url)
+    return servers["worker-a"], servers["worker-b"]
+
+
+def test_a_transition_on_b_reaches_a_connection_on_a(workers: tuple[Server, Server]) -> None:
+    a, b = workers
+    login = b.login()
+    with a.connect(login) as ws:  # the ticket comes from A; any worker's would do
+        welcome = recv_type(ws, "welcome")
+        assert a.connection(welcome["connection_id"])["worker_id"] != ""
+        started = time.monotonic()
+        b.refresh(login)
+        transition = recv_type(ws, "transition", timeout=PROMPTLY)
+        assert time.monotonic() - started < PROMPTLY
+        assert (transition["seq"], transition["event"]) == (welcome["last_seq"] + 1, "refresh")
+
+
+def test_logout_on_b_closes_a_connection_held_by_a_with_4410_within_a_second(workers: tuple[Server, Server]) -> None:
+    a, b = workers
+    login = b.login()
+    with a.connect(login) as ws:
+        connection_id = recv_type(ws, "welcome")["connection_id"]
+        started = time.monotonic()
+        response = b.logout(login)
+        assert response.status_code == 200, response.text
+        closed = expect_close(ws, 4410, timeout=5, reason="session closed")
+    elapsed = closed.at - started
+    assert elapsed < PROMPTLY, f"closed {elapsed:.3f} s after the logout"
+    assert [(m["event"], m["to_state"]) for m in closed.messages] == [("logout", "closed")]
+    row = a.wait_connection(connection_id, "closed")
+    assert row["close_code"] == 4410
+    assert b.state(login.session_id) == "closed"
+
+
+def test_admin_revoke_on_b_closes_a_connection_held_by_a_with_4403_within_a_second(
+    workers: tuple[Server, Server],
+) -> None:
+    a, b = workers
+    login = a.login()
+    admin = b.admin()
+    with a.connect(login) as ws:
+        connection_id = recv_type(ws, "welcome")["connection_id"]
+        started = time.monotonic()
+        response = b.http.post(
+            f"/api/admin/sessions/{login.session_id}/revoke",
+            headers=admin.headers,
+            json={"reason": "cross-worker test"},
+        )
+        assert response.status_code == 200, response.text
+        closed = expect_close(ws, 4403, timeout=5, reason="session revoked")
+    elapsed = closed.at - started
+    assert elapsed < PROMPTLY, f"closed {elapsed:.3f} s after the revoke"
+    assert [(m["event"], m["to_state"], m["actor"]) for m in closed.messages] == [("revoke", "revoked", "admin")]
+    assert a.wait_connection(connection_id, "closed")["close_code"] == 4403
+
+
+def test_two_tabs_on_two_workers_share_one_session_state(workers: tuple[Server, Server]) -> None:
+    """A tab on each worker: one connect; closing one keeps ws_connected; logout on either closes both."""
+    a, b = workers
+    login = a.login()
+    with a.connect(login) as on_a, b.connect(login) as on_b:
+        one = recv_type(on_a, "welcome")["connection_id"]
+        two = recv_type(on_b, "welcome")["connection_id"]
+        assert a.connection(one)["worker_id"] != b.connection(two)["worker_id"]
+        assert a.events(login.session_id).count("connect") == 1
+        on_b.close(1000)
+        b.wait_connection(two, "closed")
+        assert a.state(login.session_id) == "ws_connected"
+        assert b.logout(login).status_code == 200
+        expect_close(on_a, 4410, timeout=PROMPTLY)
+    assert a.state(login.session_id) == "closed"
