@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lifecycle.client import CLIENT, ClientEvent, ClientState
 from lifecycle.clock import Clock, ManualClock, SystemClock
 from lifecycle.connection import CONNECTION, ConnectionEvent, ConnectionState
 from lifecycle.engine import Engine, Outcome, StepContext, engine
@@ -18,14 +19,17 @@ from lifecycle.errors import (
 from lifecycle.model import Actor, Definition, EventSpec, Guard, Timer, TimerPolicy, Transition
 from lifecycle.session import SESSION, SessionEvent, SessionGuard, SessionState
 
-MACHINES: dict[str, Definition] = {SESSION.name: SESSION, CONNECTION.name: CONNECTION}
+MACHINES: dict[str, Definition] = {SESSION.name: SESSION, CONNECTION.name: CONNECTION, CLIENT.name: CLIENT}
 
 __all__ = [
+    "CLIENT",
     "CONNECTION",
     "MACHINES",
     "SESSION",
     "Actor",
     "ActorNotPermitted",
+    "ClientEvent",
+    "ClientState",
     "Clock",
     "ConnectionEvent",
     "ConnectionState",

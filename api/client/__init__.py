@@ -1,0 +1,43 @@
+"""The reference Python client (async: httpx + websockets), running the client machine of ``lifecycle/client.py``.
+
+async with Client("http://127.0.0.1:8000") as client:
+    await client.login("alice", password)  # the server creates the session
+    await client.connect()  # ticket, WebSocket, welcome
+    async for transition in client.transitions():
+        print(transition)  # the client's own moves and the session's, until it stops
+"""
+
+from __future__ import annotations
+
+from api.client.backoff import Backoff, Delay
+from api.client.session import (
+    EVENT_FOR_ACTION,
+    Client,
+    ClientError,
+    ClientTransition,
+    SessionTransition,
+    Stopped,
+    Transition,
+    TransitionStream,
+    Wire,
+    close_action,
+)
+from lifecycle.client import CLIENT, ClientEvent, ClientState
+
+__all__ = [
+    "CLIENT",
+    "EVENT_FOR_ACTION",
+    "Backoff",
+    "Client",
+    "ClientError",
+    "ClientEvent",
+    "ClientState",
+    "ClientTransition",
+    "Delay",
+    "SessionTransition",
+    "Stopped",
+    "Transition",
+    "TransitionStream",
+    "Wire",
+    "close_action",
+]
