@@ -6,6 +6,7 @@
     sessionflow users create NAME           create a user (password from a prompt or --password-stdin)
     sessionflow sweep [--every SECONDS]     fire due timers once, or forever
     sessionflow serve [--host] [--port] [--workers]   migrate, then serve
+    sessionflow demo [--check]              a server and the reference client, end to end
 
 Settings come from ``SESSIONFLOW_*`` environment variables (see README).
 """
@@ -114,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
         "--every", type=float, metavar="SECONDS", help="keep sweeping at this interval until interrupted"
     )
     sweep.set_defaults(run=_sweep)
+
+    demo = commands.add_parser("demo", help="run a server and the reference client through a session; draw what passed")
+    demo.add_argument("--check", action="store_true", help="write nothing; exit 1 if the committed diagram differs")
+    demo.add_argument("--output", type=Path, default=Path("diagrams/demo-sequence.mmd"), help="sequence diagram file")
+    demo.set_defaults(run=_demo)
 
     serve = commands.add_parser("serve", help="migrate, then serve the API with uvicorn")
     serve.add_argument("--host", help="bind address (default SESSIONFLOW_HOST or 127.0.0.1)")
@@ -311,6 +317,12 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     finally:
         service.db.dispose()
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from api import demo
+
+    return demo.run(output=args.output, check=args.check)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -44,7 +44,7 @@ def describe(definition: Definition) -> dict[str, Any]:
                 "name": t.name,
                 "event": str(t.event),
                 "armed_in": sorted(str(s) for s in t.armed_in),
-                "default_seconds": int(t.default.total_seconds()),
+                "default_seconds": t.default.total_seconds(),  # the client's backoff timer is 0.5 s
                 "policy": str(t.policy),
                 "description": t.description,
             }

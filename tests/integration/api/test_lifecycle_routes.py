@@ -31,7 +31,7 @@ def test_every_machine_is_served_as_data(static: TestClient[Litestar]) -> None:
     response = static.get("/api/lifecycle/machines")
     assert response.status_code == 200
     machines = response.json()
-    assert [m["name"] for m in machines] == list(MACHINES) == ["session", "connection"]
+    assert [m["name"] for m in machines] == list(MACHINES) == ["session", "connection", "client"]
     session = machines[0]
     assert session["initial"] == "anonymous"
     assert [s["name"] for s in session["states"]] == list(SESSION.states)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from lifecycle import CONNECTION, MACHINES, SESSION, Definition, DefinitionError, LifecycleError
+from lifecycle import CLIENT, CONNECTION, MACHINES, SESSION, Definition, DefinitionError, LifecycleError
 from lifecycle.checks import check, problems
 from lifecycle.engine import Engine
 
@@ -26,8 +26,8 @@ def test_sound_machines_have_no_problems(definition: Definition) -> None:
 
 
 def test_every_shipped_machine_is_checked() -> None:
-    """MACHINES holds exactly the session and connection machines, both sound."""
-    assert MACHINES == {"session": SESSION, "connection": CONNECTION}
+    """MACHINES holds exactly the session, connection and client machines, all sound."""
+    assert MACHINES == {"session": SESSION, "connection": CONNECTION, "client": CLIENT}
     assert all(problems(definition) == [] for definition in MACHINES.values())
 
 

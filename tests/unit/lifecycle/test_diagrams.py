@@ -277,6 +277,9 @@ middle stays
 <!-- BEGIN diagram:connection -->
 <!-- END diagram:connection -->
 
+<!-- BEGIN diagram:client -->
+<!-- END diagram:client -->
+
 outro stays
 """
 
