@@ -40,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-plugin chatter hides what matters
+    for chatty in ("alembic", "transitions"):  # per-plugin and per-callback chatter hides what matters
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
         result: int = args.run(args, settings)

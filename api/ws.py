@@ -30,12 +30,14 @@ from api.context import AppContext
 from api.fanout import RESYNC, Hub, TransitionEvent
 from lifecycle import Actor, EventRefused, SessionState
 from persistence import connections, queries, tokens
+from persistence.bindings import SESSIONS
 from persistence.errors import InstanceNotFound, PersistenceError, StoreUnavailable
 
 log = logging.getLogger("sessionflow.ws")
 
 MAX_MESSAGE = 16 * 1024  # bytes of text; reauth tokens are at most 4 KiB
 TOKEN_WARNING = 60.0  # seconds before the credential expires that token_expiring is sent
+SESSION_TOUCH_EVERY = 60.0  # pongs push the session's idle timeout back at most this often (seconds)
 S = SessionState
 
 # Auth error codes -> close codes (DESIGN 7). Anything else a credential can fail with is 4401.
@@ -49,7 +51,11 @@ _AUTH_CLOSE = {
     "rate_limited": 4429,
 }
 # A session reaching these states closes its connections.
-_STATE_CLOSE = {S.CLOSED: (4410, "session closed"), S.REVOKED: (4403, "session revoked"), S.SESSION_EXPIRED: (4419, "session expired; refresh")}
+_STATE_CLOSE = {
+    S.CLOSED: (4410, "session closed"),
+    S.REVOKED: (4403, "session revoked"),
+    S.SESSION_EXPIRED: (4419, "session expired; refresh"),
+}
 
 
 class Refusal(Exception):
@@ -98,6 +104,7 @@ class Connection:
         self.last_seq = 0
         self.credential_expires = 0.0  # monotonic deadline
         self.closed = False
+        self._session_touched = 0.0
         self._closing: tuple[int, str, bool] | None = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -154,7 +161,9 @@ class Connection:
         if ticket is not None:
             return self._redeem(ticket)
         principal = self.ctx.auth.bearer(self.socket.headers.get("authorization"), Purpose.WEBSOCKET)
-        self.credential_expires = time.monotonic() + max(0.0, principal.token_expires_at - self.ctx.service.clock.now().timestamp())
+        self.credential_expires = time.monotonic() + max(
+            0.0, principal.token_expires_at - self.ctx.service.clock.now().timestamp()
+        )
         return principal
 
     def _redeem(self, ticket: str) -> Principal:
@@ -180,11 +189,15 @@ class Connection:
         with self.ctx.service.transaction() as tx:
             if connections.open_count(tx, self.session_id) >= settings.ws_max_connections_per_session:
                 raise Refusal(4429, "too many connections for this session", retry_after=5)
-            row = connections.open_connection(tx, self.session_id, worker_id=self.live.worker_id, remote_addr=self.address)
+            row = connections.open_connection(
+                tx, self.session_id, worker_id=self.live.worker_id, remote_addr=self.address
+            )
             tx.fire("connection", row.id, "accept", actor=Actor.SERVER)
             state = connections.session_state(tx, self.session_id)
             if state != S.WS_CONNECTED:
-                raise Refusal(*close_code_for(EventRefused("session", state or "?", "connect", (), reason="not connectable")))
+                raise Refusal(
+                    *close_code_for(EventRefused("session", state or "?", "connect", (), reason="not connectable"))
+                )
             self.id = row.id
 
     async def _welcome(self) -> None:
@@ -221,7 +234,10 @@ class Connection:
         entries = queries.history(self.ctx.db, "session", self.session_id, after_seq=after, limit=queries.MAX_PAGE)
         if [e.seq for e in entries] != list(range(after + 1, current + 1)):
             return False, []  # gaps (history pruned) or more than a page: the full state in welcome instead
-        return True, [_transition(e.seq, e.event, e.from_state, e.to_state, e.actor, e.at.isoformat(), replayed=True) for e in entries]
+        return True, [
+            _transition(e.seq, e.event, e.from_state, e.to_state, e.actor, e.at.isoformat(), replayed=True)
+            for e in entries
+        ]
 
     # -- the open connection --------------------------------------------------------
 
@@ -236,7 +252,10 @@ class Connection:
                 now = time.monotonic()
                 deadline_pong = last_pong + 3 * self.interval
                 warn_at = self.credential_expires - TOKEN_WARNING
-                timeout = max(0.0, min(next_ping, deadline_pong, self.credential_expires, warn_at if not warned else next_ping) - now)
+                timeout = max(
+                    0.0,
+                    min(next_ping, deadline_pong, self.credential_expires, warn_at if not warned else next_ping) - now,
+                )
                 done, _ = await asyncio.wait({receive, incoming}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 now = time.monotonic()
                 if receive in done:
@@ -258,7 +277,7 @@ class Connection:
                     await self._finish(4504, "heartbeat timeout", clean=False)
                 elif now >= self.credential_expires:
                     await self._finish(4419, "credentials expired; refresh, then reconnect", clean=True)
-                elif not warned and now >= warn_at:
+                elif not warned and now >= self.credential_expires - TOKEN_WARNING:  # reauth may have moved it
                     warned = True
                     await self._send({"type": "token_expiring", "expires_in": round(self.credential_expires - now)})
                 if now >= next_ping and not self.closed:
@@ -292,9 +311,16 @@ class Connection:
         return False
 
     def _heartbeat(self) -> None:
-        assert self.id is not None and self.session_id is not None
+        """A pong: the connection is alive, and a live connection is activity for its session's idle timer."""
+        assert self.id is not None
+        assert self.session_id is not None
+        touch_session = time.monotonic() - self._session_touched >= SESSION_TOUCH_EVERY
         with self.ctx.service.transaction() as tx:
             connections.heartbeat(tx, self.id)
+            if touch_session:
+                tx.touch(SESSIONS, self.session_id)
+        if touch_session:
+            self._session_touched = time.monotonic()
 
     async def _reauth(self, token: str) -> None:
         try:
@@ -326,11 +352,17 @@ class Connection:
         """Notifications may have been lost: send what history holds beyond our last seq."""
         assert self.session_id is not None
         try:
-            entries = await asyncio.to_thread(queries.history, self.ctx.db, "session", self.session_id, after_seq=self.last_seq)
+            entries = await asyncio.to_thread(
+                queries.history, self.ctx.db, "session", self.session_id, after_seq=self.last_seq
+            )
         except PersistenceError:
             return
         for e in entries:
-            await self._deliver(TransitionEvent(str(self.session_id), e.seq, e.event, e.from_state, e.to_state, e.actor, e.at.isoformat()))
+            await self._deliver(
+                TransitionEvent(
+                    str(self.session_id), e.seq, e.event, e.from_state, e.to_state, e.actor, e.at.isoformat()
+                )
+            )
 
     # -- closing ---------------------------------------------------------------------
 
@@ -344,7 +376,9 @@ class Connection:
     async def _refuse(self, refusal: Refusal) -> None:
         if refusal.extra:
             await self._send({"type": "error", "code": refusal.code, "reason": refusal.reason, **refusal.extra})
-        reason = refusal.reason + (f"; retry_after={refusal.extra['retry_after']}" if "retry_after" in refusal.extra else "")
+        reason = refusal.reason + (
+            f"; retry_after={refusal.extra['retry_after']}" if "retry_after" in refusal.extra else ""
+        )
         await self._finish(refusal.code, reason, clean=True)
 
     async def _finish(self, code: int, reason: str, *, clean: bool, send: bool = True) -> None:
@@ -352,10 +386,8 @@ class Connection:
             return
         self._closing = (code, reason, clean)
         if send:
-            try:
+            with contextlib.suppress(Exception):  # already closed by the peer
                 await self.socket.close(code=code, reason=reason.encode()[:123].decode(errors="ignore"))
-            except Exception:  # noqa: BLE001 - already closed by the peer
-                pass
         self.closed = True
         if self.id is not None:
             try:
@@ -374,8 +406,18 @@ class Connection:
             connections.record_close(tx, self.id, code, reason)
 
 
-def _transition(seq: int, event: str, from_state: str, to_state: str, actor: str, at: str, *, replayed: bool = False) -> dict[str, Any]:
-    message: dict[str, Any] = {"type": "transition", "seq": seq, "event": event, "from_state": from_state, "to_state": to_state, "actor": actor, "at": at}
+def _transition(
+    seq: int, event: str, from_state: str, to_state: str, actor: str, at: str, *, replayed: bool = False
+) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "type": "transition",
+        "seq": seq,
+        "event": event,
+        "from_state": from_state,
+        "to_state": to_state,
+        "actor": actor,
+        "at": at,
+    }
     if replayed:
         message["replayed"] = True
     return message

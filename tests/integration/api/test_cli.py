@@ -155,6 +155,7 @@ def test_diagrams_check_passes_on_the_repository_and_fails_on_drift(tmp_path: Pa
         ("sessions", "history"),
         ("users", "create"),
         ("sweep",),
+        ("demo",),
         ("serve",),
     ],
 )

@@ -343,7 +343,8 @@ def test_4504_when_the_client_never_answers_pings(servers: dict[str, Server]) ->
         assert welcome["heartbeat_interval"] == HEARTBEAT
         closed = expect_close(ws, 4504, timeout=3, reason="heartbeat timeout")
     elapsed = closed.at - opened
-    assert 3 * HEARTBEAT - 0.1 <= elapsed <= 3 * HEARTBEAT + 0.6, elapsed
+    # Not before three missed intervals; the upper slack absorbs scheduling on a shared, loaded 2-core machine.
+    assert 3 * HEARTBEAT - 0.1 <= elapsed <= 3 * HEARTBEAT + 1.5, elapsed
     assert [m["type"] for m in closed.messages] == ["ping", "ping", "ping"][: len(closed.messages)]
     assert len(closed.messages) >= 2
     row = server.wait_connection(welcome["connection_id"], "dropped")
