@@ -37,7 +37,7 @@ log = logging.getLogger("sessionflow.ws")
 
 MAX_MESSAGE = 16 * 1024  # bytes of text; reauth tokens are at most 4 KiB
 TOKEN_WARNING = 60.0  # seconds before the credential expires that token_expiring is sent
-SESSION_TOUCH_EVERY = 60.0  # pongs push the session's idle timeout back at most this often (seconds)
+SESSION_TOUCH_EVERY = 60.0  # pongs push the session's idle timeout back at most this often (or a quarter of it)
 S = SessionState
 
 # Auth error codes -> close codes (DESIGN 7). Anything else a credential can fail with is 4401.
@@ -314,7 +314,8 @@ class Connection:
         """A pong: the connection is alive, and a live connection is activity for its session's idle timer."""
         assert self.id is not None
         assert self.session_id is not None
-        touch_session = time.monotonic() - self._session_touched >= SESSION_TOUCH_EVERY
+        every = min(SESSION_TOUCH_EVERY, self.ctx.settings.session_idle_timeout.total_seconds() / 4)
+        touch_session = time.monotonic() - self._session_touched >= every
         with self.ctx.service.transaction() as tx:
             connections.heartbeat(tx, self.id)
             if touch_session:

@@ -44,6 +44,7 @@ def servers(make_server: Servers) -> dict[str, Server]:
             },
             "idle": {"SESSION_IDLE_TIMEOUT": "1"},
             "heartbeat": {"WS_HEARTBEAT_INTERVAL": str(HEARTBEAT), "SESSION_RECONNECT_GRACE": "0.5"},
+            "alive": {"WS_HEARTBEAT_INTERVAL": str(HEARTBEAT), "SESSION_IDLE_TIMEOUT": "1.5", "SWEEP_INTERVAL": "0.2"},
         }
     )
 
@@ -373,6 +374,24 @@ def test_a_client_that_answers_pings_stays_connected(servers: dict[str, Server])
         assert pings >= 3
         assert server.connection(welcome["connection_id"])["state"] == "open"
         assert server.state(login.session_id) == "ws_connected"
+
+
+def test_answered_heartbeats_keep_the_session_from_idling_out(servers: dict[str, Server]) -> None:
+    """A connected client that answers every ping is active: twice the idle timeout passes, nothing expires."""
+    server = servers["alive"]
+    login = server.login()
+    with server.connect(login) as ws:
+        welcome = recv_type(ws, "welcome")
+        until = time.monotonic() + 3.0  # SESSIONFLOW_SESSION_IDLE_TIMEOUT=1.5, the sweeper every 0.2 s
+        while (remaining := until - time.monotonic()) > 0:
+            try:
+                message = recv_json(ws, timeout=remaining)
+            except TimeoutError:
+                break
+            assert message["type"] == "ping", message
+            ws.send(json.dumps({"type": "pong"}))
+        assert server.state(login.session_id) == "ws_connected"
+        assert server.connection(welcome["connection_id"])["state"] == "open"
 
 
 def test_an_aborted_connection_is_dropped(servers: dict[str, Server]) -> None:
