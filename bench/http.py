@@ -1,0 +1,909 @@
+"""How fast the HTTP API persists a transition per request, beside a bare Litestar endpoint served the same way.
+
+Usage::
+
+    python bench/http.py [--quick] [--repeats N] [--duration S] [--connections N]
+                         [--login-clients N] [--postgres] [--postgres-url URL]
+                         [--generator wrk|python] [--strict]
+
+Four uvicorn servers run on this machine, each started the same way (one
+worker, log level warning, no uvicorn access log, proxy headers trusted from
+127.0.0.1 only), on a temporary SQLite file or, with ``--postgres``, a
+temporary PostgreSQL database on 127.0.0.1:
+
+- the subject, ``python -m api.cli serve``: ``POST /api/session/{id}/events/logout``
+  with that session's access token. Authentication, one ``logout``
+  transition (the session row's compare-and-set plus a history row) and the
+  retirement of the session's credentials, in one transaction per request.
+- the baseline, a bare Litestar app defined below: a handler on the same
+  route pattern that returns a small JSON body from the event loop
+  (``sync_to_thread=False``).
+- two more, to show where the difference goes: the bare handler added to the
+  real application (``create_app``: its middleware, plugins and dependency),
+  and the real application with the event route's own work stubbed out (no
+  authentication, no transaction: what is left is the route's parameters,
+  worker-thread hand-off and response).
+
+A load generator (``wrk`` when installed, else an asyncio HTTP/1.1 keep-alive
+client in its own process) sends every server the same requests (the same
+headers and tokens; only the bare route in the API app has another prefix),
+with the same connection count and duration, in blocks that alternate (the
+order rotates every repeat). Each subject request uses up a session, so
+sessions are made beforehand, outside the timed blocks, by
+``Flows.login_user`` in this process on the same database with the server's
+signing secret: the path every login takes once the user is verified,
+without argon2. None is used once old enough to make the API write an
+idle-timer touch as well.
+
+Target: the event endpoint's requests/s >= 0.6x the bare endpoint's, as the
+median of per-repeat ratios. Beside requests/s and p50/p99 latency, the
+script reads each server's CPU time per block (Linux ``/proc``) and, from the
+four servers and the handler's work timed in this process, accounts for the
+event endpoint's CPU per request. Last, login/s: a few clients posting real
+password logins for a fixed time; argon2id bounds it on purpose, so it is
+reported, not judged. ``--strict`` exits 1 if the target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import math
+import os
+import platform
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# Run as a script, this file's directory comes first on sys.path, and this file, http.py, would shadow the
+# standard library's ``http`` package for everything imported below (uvicorn, litestar, urllib): put the
+# repository root there instead, before those imports. Nothing above imports ``http``.
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if sys.path and Path(sys.path[0] or ".").resolve() == HERE:
+    sys.path[0] = str(ROOT)
+
+# The imports below follow that fix on purpose, hence the file-wide exemption from E402:
+# ruff: noqa: E402
+import urllib.request
+
+import uvicorn
+from litestar import Litestar, get, post
+from sqlalchemy import create_engine, make_url, text
+
+from api.app import build_context, create_app
+from api.auth.authenticate import TOUCH_EVERY, Purpose
+from api.auth.flows import Flows
+from api.passwords import hash_password, verify_password
+from api.routes import sessions as session_routes
+from api.settings import Settings
+from lifecycle import Actor, SystemClock
+from persistence import migrate, queries
+from persistence.database import Database
+from persistence.records import Applied
+from persistence.users import create_user
+
+OWN_FILES = ("bench/http.py", "api", "persistence", "lifecycle")
+HOST = "127.0.0.1"  # loopback only, for every server and every request
+DEFAULT_POSTGRES_URL = os.environ.get(
+    "SESSIONFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+EVENT = "/session/%s/events/logout"
+EVENT_PATH = "/api" + EVENT  # the subject, the stubbed route, and the bare route
+IN_API_PREFIX = "/bench-in-api"  # where the bare route sits in the real application
+LOGIN_PATH = "/api/auth/login"
+TARGET = 0.6
+SESSIONS_PER_USER = 500  # spread over users, so that counting a user's live sessions at login stays cheap
+MAX_SESSIONS = 400_000  # the most sessions the script will ever make
+UNBOUNDED = str(1_000_000)  # limits lifted for the benchmark: sessions per user, login attempts
+MAX_BLOCK = 10  # seconds; with FRESH, no session is older than TOUCH_EVERY when a request uses it
+FRESH = TOUCH_EVERY.total_seconds() - MAX_BLOCK - 10  # older sessions are skipped, so no request adds a touch
+
+# -- the servers besides the API --------------------------------------------------------------
+
+
+def bare_route(prefix: str) -> Any:
+    """``POST {prefix}/session/{id}/events/{event}``: the event route's pattern, a small JSON body, no work."""
+
+    @post(f"{prefix}/session/{{session_id:uuid}}/events/{{event:str}}", status_code=200, sync_to_thread=False)
+    def bare(session_id: uuid.UUID, event: str) -> dict[str, object]:
+        return {"session_id": str(session_id), "event": event, "from_state": "session_active", "to_state": "closed"}
+
+    return bare
+
+
+def bare_app() -> Litestar:
+    @get("/health", sync_to_thread=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return Litestar(route_handlers=[bare_route("/api"), health])
+
+
+def api_app_with_bare_route() -> Litestar:
+    """The real application as ``create_app`` builds it, plus the bare route: what its middleware costs."""
+    app = create_app(Settings.from_env(), run_sweeper=False)  # the API's own server sweeps this database
+    app.register(bare_route(IN_API_PREFIX))
+    return app
+
+
+def _no_logout(self: Flows, session_id: uuid.UUID, **_: object) -> Applied:
+    now = datetime.now(UTC)
+    return Applied("session", session_id, "logout", "session_active", "closed", 3, Actor.CLIENT, now)
+
+
+def api_app_stubbed() -> Litestar:
+    """The real application, its event route authenticating nobody and writing nothing (in this process only)."""
+    session_routes._caller = lambda ctx, request, session_id: Actor.CLIENT
+    Flows.logout = _no_logout  # type: ignore[method-assign]
+    return create_app(Settings.from_env(), run_sweeper=False)
+
+
+def serve(app: Litestar, port: int) -> int:
+    """Serve ``app`` with the uvicorn settings ``sessionflow serve`` uses."""
+    uvicorn.run(
+        app,
+        host=HOST,
+        port=port,
+        workers=1,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=HOST,
+    )
+    return 0
+
+
+SERVE_MODES: dict[str, Callable[[], Litestar]] = {
+    "--serve-bare": bare_app,
+    "--serve-api-bare": api_app_with_bare_route,
+    "--serve-api-stubbed": api_app_stubbed,
+}
+
+# -- processes --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+def start_server(
+    stack: contextlib.ExitStack, name: str, argv: list[str], *, env: dict[str, str], port: int, log: Path
+) -> Server:
+    """Start a server in its own process group; the stack stops it, whatever happens next."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    stack.callback(stop_process, process)
+    return Server(name, process, port, log)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGINT (uvicorn's graceful shutdown: the lifespan disposes the database), then SIGKILL after 10 s."""
+    if process.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGINT, 10.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)  # the group this script made for that process, by its id
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(wait)
+            return
+
+
+def wait_ready(server: Server, path: str, timeout: float = 60.0) -> None:
+    """Poll ``path`` until it answers 200; fail with the server's log if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            break
+        with contextlib.suppress(OSError), urllib.request.urlopen(server.base + path, timeout=2) as response:
+            if response.status == 200:
+                return
+        time.sleep(0.1)
+    tail = server.log.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"{server.name} did not become ready on port {server.port}:\n{tail}")
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, all its threads (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime and stime, fields 14 and 15 in proc(5)
+
+
+# -- load generation --------------------------------------------------------------------------
+
+WRK_SCRIPT = r"""
+-- args: mode (event|login), file of "a b" lines, first line to use, path template
+local next_tid = 0
+function setup(thread)
+  thread:set("tid", next_tid)  -- thread t takes lines offset + t, offset + t + step, ...
+  next_tid = next_tid + 1
+end
+
+function init(args)
+  local mode, path, offset, template = args[1], args[2], tonumber(args[3]), args[5]
+  local step = tonumber(args[4])
+  reqs = {}
+  local i = 0
+  for line in io.lines(path) do
+    if i >= offset and (i - offset) % step == tid then
+      local a, b = line:match("^(%S+) (%S+)$")
+      if mode == "login" then
+        local body = '{"username":"' .. a .. '","password":"' .. b .. '"}'
+        local headers = {["Host"] = wrk.host .. ":" .. wrk.port, ["Content-Type"] = "application/json"}
+        reqs[#reqs + 1] = wrk.format("POST", template, headers, body)
+      else
+        local headers = {["Host"] = wrk.host .. ":" .. wrk.port, ["Authorization"] = "Bearer " .. b}
+        reqs[#reqs + 1] = wrk.format("POST", string.format(template, a), headers, nil)
+      end
+    end
+    i = i + 1
+  end
+  if #reqs == 0 then error("no request lines in " .. path .. " from line " .. offset) end
+  sent = 0
+end
+
+function request()
+  sent = sent + 1
+  return reqs[(sent - 1) % #reqs + 1]
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"requests": %d, "seconds": %.6f, "non_2xx": %d, "socket_errors": %d, "p50_ms": %.4f, "p99_ms": %.4f}\n',
+    summary.requests, summary.duration / 1e6, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50) / 1e3, latency:percentile(99) / 1e3))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Load:
+    """One block of load: completed requests in a fixed time, and their latencies."""
+
+    requests: int
+    seconds: float
+    non_2xx: int
+    socket_errors: int
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+
+@dataclass
+class Generator:
+    """The same generator, connections and duration for every block."""
+
+    kind: str  # "wrk" or "python"
+    workdir: Path
+    threads: int = 1
+
+    def describe(self) -> str:
+        if self.kind == "wrk":
+            out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+            version = (out.stdout + out.stderr).strip().splitlines()[0] if (out.stdout + out.stderr).strip() else "wrk"
+            version = version.split(" Copyright")[0]
+            return f"{version}, {self.threads} thread, closed loop (each connection sends when answered)"
+        return "asyncio HTTP/1.1 keep-alive client in its own process (not wrk), closed loop"
+
+    def run(
+        self, base: str, mode: str, *, lines: Path, offset: int, template: str, connections: int, seconds: int
+    ) -> Load:
+        """``connections`` clients send requests made from ``lines`` (from line ``offset`` on) for ``seconds``."""
+        if self.kind == "wrk":
+            script = self.workdir / "load.lua"
+            if not script.exists():
+                script.write_text(WRK_SCRIPT)
+            argv = ["wrk", f"-t{self.threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
+            argv += ["-s", str(script), base, "--", mode, str(lines), str(offset), str(self.threads), template]
+        else:
+            argv = [sys.executable, str(HERE / "http.py"), "--generate", base, mode, str(lines), str(offset), template]
+            argv += [str(connections), str(seconds)]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
+        found = [line for line in out.stdout.splitlines() if line.startswith("BENCH ")]
+        if out.returncode != 0 or not found:
+            raise RuntimeError(f"load generator failed ({out.returncode}): {out.stderr.strip()[-1000:]}")
+        return Load(**json.loads(found[-1][len("BENCH ") :]))
+
+
+def generate(argv: Sequence[str]) -> int:
+    """The fallback generator's process: ``--generate BASE MODE FILE OFFSET TEMPLATE CONNECTIONS SECONDS``."""
+    base, mode, path, offset, template, connections, seconds = argv
+    port = int(base.rsplit(":", 1)[1])
+    host = f"{HOST}:{port}"
+    requests: list[bytes] = []
+    with open(path) as lines:
+        for i, line in enumerate(lines):
+            if i < int(offset):
+                continue
+            a, b = line.split()
+            if mode == "login":
+                body = json.dumps({"username": a, "password": b}, separators=(",", ":")).encode()
+                head = f"POST {template} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                requests.append(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            else:
+                path_ = template % a
+                requests.append(f"POST {path_} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {b}\r\n\r\n".encode())
+    load = asyncio.run(_drive(port, requests, int(connections), float(seconds)))
+    print("BENCH " + json.dumps(load))
+    return 0
+
+
+MAX_REQUESTS = 10_000_000  # per block, whatever the time left
+
+
+async def _drive(port: int, requests: list[bytes], connections: int, seconds: float) -> dict[str, Any]:
+    """Closed loop: each connection sends the next request when the last is answered; the lines wrap around."""
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    errors = 0
+    position = 0
+    start = loop.time()
+    deadline = start + seconds
+
+    async def client() -> None:
+        nonlocal position, errors
+        try:
+            reader, writer = await asyncio.open_connection(HOST, port)
+        except OSError:
+            errors += 1
+            return
+        try:
+            while loop.time() < deadline and position < MAX_REQUESTS:  # bounded in time and in count
+                request, position = requests[position % len(requests)], position + 1
+                sent = time.perf_counter()
+                writer.write(request)
+                status = int((await reader.readline()).split()[1])
+                length = 0
+                while (header := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = header.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - sent)
+                statuses[status // 100] += 1
+        except (OSError, IndexError, ValueError, asyncio.IncompleteReadError):
+            errors += 1
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    await asyncio.wait_for(asyncio.gather(*(client() for _ in range(connections))), seconds + 30)
+    elapsed = loop.time() - start
+    latencies.sort()
+
+    def percentile(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1e3 if latencies else 0.0
+
+    done = len(latencies)
+    return {
+        "requests": done,
+        "seconds": elapsed,
+        "non_2xx": done - statuses[2],
+        "socket_errors": errors,
+        "p50_ms": percentile(50),
+        "p99_ms": percentile(99),
+    }
+
+
+# -- the database and its sessions ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def temporary_postgres(url: str) -> Iterator[str]:
+    """A fresh database on the server at ``url``, dropped afterwards."""
+    if make_url(url).host not in (HOST, "localhost"):
+        raise SystemExit(f"--postgres-url must be on loopback ({HOST}), not {make_url(url).host}")
+    name = f"sessionflow_bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+class SessionPool:
+    """Logged-in sessions made outside the timed blocks, one line ``<session id> <access token>`` each.
+
+    Every timed request logs one out, so a block is given the unused lines from ``offset`` on; afterwards
+    ``offset`` moves past every request the block may have sent (those it counted plus those in flight).
+    """
+
+    def __init__(self, env: dict[str, str], path: Path) -> None:
+        self.ctx = build_context(Settings.from_env(env))  # same database, same signing secret as the server
+        self.path = path
+        self.path.touch(mode=0o600)
+        self.made = 0
+        self.offset = 0
+        self.seconds = 0.0
+        self.oldest_used = 0.0  # the age, at the start of its block, of the oldest session a block was given
+        self.skipped = 0  # sessions left unused because they had grown too old
+        self._made_at: list[float] = []
+        self._users: list[Any] = []
+
+    def close(self) -> None:
+        self.ctx.db.dispose()
+
+    @property
+    def lines(self) -> int:
+        return len(self._made_at)
+
+    def login(self) -> Any:
+        """One more logged-in session (``Issued``), its owner a bench user with fewer than 500 sessions."""
+        if self.made % SESSIONS_PER_USER == 0:
+            name = f"bench-{uuid.uuid4().hex[:10]}"
+            create_user(self.ctx.db, name, None, is_admin=False, now=SystemClock().now())
+            self._users.append(queries.user_by_name(self.ctx.db, name))
+        self.made += 1
+        return self.ctx.flows.login_user(self._users[-1])
+
+    def ensure(self, unused: int) -> None:
+        """Skip sessions older than ``FRESH`` seconds, then make sessions until at least ``unused`` are left."""
+        now = time.monotonic()
+        while self.offset < len(self._made_at) and now - self._made_at[self.offset] > FRESH:
+            self.offset += 1
+            self.skipped += 1
+        missing = unused - (len(self._made_at) - self.offset)
+        if missing <= 0:
+            return
+        if self.made + missing > MAX_SESSIONS:
+            raise RuntimeError(f"would need more than {MAX_SESSIONS} sessions; lower --duration or --repeats")
+        start = time.perf_counter()
+        with self.path.open("a") as out:
+            for _ in range(missing):
+                issued = self.login()
+                out.write(f"{issued.session_id} {issued.access_token}\n")
+                self._made_at.append(time.monotonic())
+        self.seconds += time.perf_counter() - start
+
+    def consumed(self, load: Load, connections: int, started: float) -> None:
+        """A block that started at ``started`` (monotonic) used up to ``load.requests + connections`` lines."""
+        if self.offset < len(self._made_at):
+            self.oldest_used = max(self.oldest_used, started - self._made_at[self.offset])
+        self.offset += load.requests + connections
+
+    def persisted_logouts(self) -> int:
+        with self.ctx.db.engine.connect() as connection:
+            return int(connection.execute(text("SELECT count(*) FROM transitions WHERE event = 'logout'")).scalar_one())
+
+
+@dataclass(frozen=True)
+class Argon2Cost:
+    parameters: str  # as the hash records them: m (KiB), t, p
+    wall: float  # seconds for one verify, here, with the machine otherwise as it is
+    cpu: float  # CPU seconds for one verify, over all of argon2's threads
+
+
+def login_user_file(env: dict[str, str], path: Path, users: int) -> Argon2Cost:
+    """Users with real argon2id password hashes for the login phase, and what one verify costs here."""
+    db = Database.from_url(env["SESSIONFLOW_DATABASE_URL"])
+    try:
+        path.touch(mode=0o600)
+        with path.open("w") as out:
+            for _ in range(users):
+                name, password = f"login-{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(18)
+                password_hash = hash_password(password)
+                create_user(db, name, password_hash, is_admin=False, now=SystemClock().now())
+                out.write(f"{name} {password}\n")
+        start, cpu = time.perf_counter(), time.process_time()
+        for _ in range(5):
+            verify_password(password_hash, password)
+        wall, cpu = (time.perf_counter() - start) / 5, (time.process_time() - cpu) / 5
+        return Argon2Cost(password_hash.split("$")[3], wall, cpu)
+    finally:
+        db.dispose()
+
+
+# -- measuring and reporting ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    connections: int
+    seconds: int  # per block (wrk takes whole seconds)
+    repeats: int
+    warm_up: int  # seconds per variant, before the timed blocks
+
+
+@dataclass
+class Variant:
+    label: str
+    server: Server
+    template: str
+    subject: bool = False
+    loads: list[Load] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # the server process's CPU seconds in each block
+
+    def rates(self) -> list[float]:
+        return [load.per_second for load in self.loads]
+
+    def cpu_ms(self) -> list[float]:
+        """Server CPU milliseconds per request, one figure per block."""
+        return [1e3 * cpu / load.requests for cpu, load in zip(self.cpu, self.loads, strict=True)]
+
+
+def measure(variants: Sequence[Variant], pool: SessionPool, generator: Generator, plan: Plan) -> None:
+    """Warm every variant up, then run ``plan.repeats`` rounds of one block each, the order rotating every round."""
+    best = 0.0
+
+    def block(variant: Variant, seconds: int) -> tuple[Load, float]:
+        nonlocal best
+        # Enough unused sessions for the fastest rate seen so far, with room to spare. The other servers get
+        # the same lines, so the same request bytes; only the subject uses them up.
+        pool.ensure(math.ceil(max(best, 500.0) * seconds * 1.6) + plan.connections + 100)
+        cpu, started = cpu_seconds(variant.server.process.pid), time.monotonic()
+        load = generator.run(
+            variant.server.base,
+            "event",
+            lines=pool.path,
+            offset=pool.offset,
+            template=variant.template,
+            connections=plan.connections,
+            seconds=seconds,
+        )
+        cpu = cpu_seconds(variant.server.process.pid) - cpu
+        if variant.subject:
+            pool.consumed(load, plan.connections, started)
+            best = max(best, load.per_second)
+        return load, cpu
+
+    for variant in variants:
+        block(variant, plan.warm_up)  # imports, compiled statements, connection pools, caches
+    for repeat in range(plan.repeats):
+        shift = repeat % len(variants)
+        for variant in (*variants[shift:], *variants[:shift]):
+            load, cpu = block(variant, plan.seconds)
+            variant.loads.append(load)
+            variant.cpu.append(cpu)
+
+
+def spread(values: Sequence[float], fmt: str) -> str:
+    return f"({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def report(variants: Sequence[Variant], plan: Plan) -> bool:
+    """Print throughput, latency, the judged ratio and CPU; whether the subject met the target."""
+    baseline, subject = variants[0], variants[1]
+    print(
+        f"\nevent endpoint vs bare endpoint: {plan.connections} connections, {plan.seconds} s blocks,"
+        f" median of {plan.repeats} repeats; the blocks alternate, the order rotating every repeat,"
+    )
+    print("and (ranges) are the lowest and highest repeat")
+    head = f"{'requests/s':>11} {'(range)':<15}{'p50 ms':>7} {'(range)':<13}{'p99 ms':>7} {'(range)':<15}"
+    print(f"  {'variant':<56}{head}")
+    for v in variants:
+        p50, p99 = [x.p50_ms for x in v.loads], [x.p99_ms for x in v.loads]
+        print(
+            f"  {v.label:<56}{median(v.rates()):>11,.0f} {spread(v.rates(), ',.0f'):<15}"
+            f"{median(p50):>7.2f} {spread(p50, '.2f'):<13}{median(p99):>7.2f} {spread(p99, '.2f')}"
+        )
+    head = f"{'ratio':>7} {'(range)':<13}{'target':<10}result"
+    print(f"\n  {'requests/s against the bare endpoint, same repeat':<56}{head}")
+    passed = True
+    for v in variants[1:]:
+        ratios = [s / b for s, b in zip(v.rates(), baseline.rates(), strict=True)]
+        judged = result = ""
+        if v is subject:
+            passed = median(ratios) >= TARGET
+            judged, result = f">= {TARGET:.2f}x", "PASS" if passed else "MISS"
+        print(f"  {v.label:<56}{median(ratios):>6.2f}x {spread(ratios, '.2f'):<13}{judged:<10}{result}".rstrip())
+    print("\n  each server's CPU time in those blocks (one process, so one GIL; 100% is one core; a database")
+    print("  server's own processes are not counted)")
+    print(f"  {'variant':<56}{'cpu busy':>9} {'(range)':<13}{'cpu ms/request':>15} {'(range)'}")
+    for v in variants:
+        busy = [100 * cpu / load.seconds for cpu, load in zip(v.cpu, v.loads, strict=True)]
+        print(
+            f"  {v.label:<56}{median(busy):>8.0f}% {spread(busy, '.0f'):<13}"
+            f"{median(v.cpu_ms()):>15.3f} {spread(v.cpu_ms(), '.3f')}"
+        )
+    for v in variants:
+        non_2xx, errors = sum(x.non_2xx for x in v.loads), sum(x.socket_errors for x in v.loads)
+        if non_2xx or errors:
+            print(f"  WARNING {v.label}: {non_2xx} non-2xx responses and {errors} socket errors in timed blocks")
+    return passed
+
+
+def handler_work(pool: SessionPool, n: int, rounds: int = 3) -> list[tuple[str, float]]:
+    """The event handler's work in this process on the same database, request after request: CPU ms each.
+
+    Per request, as the handler does it: authenticate (a read after the previous request's write, as in the
+    server), then log out; the access token is verified once more on its own beforehand, to split the
+    authentication. Fresh sessions (no idle-timer touch, as in the timed blocks); medians of ``rounds``.
+    """
+    auth, flows = pool.ctx.auth, pool.ctx.flows
+    clock = time.process_time
+    figures: dict[str, list[float]] = {"verify": [], "authenticate": [], "logout": []}
+    for _ in range(rounds):
+        spent = dict.fromkeys(figures, 0.0)
+        for issued in [pool.login() for _ in range(n)]:
+            start = clock()
+            auth.tokens.verify(issued.access_token)
+            verified = clock()
+            auth.bearer(f"Bearer {issued.access_token}", Purpose.HTTP)
+            authenticated = clock()
+            flows.logout(issued.session_id, request_id="bench")
+            spent["verify"] += verified - start
+            spent["authenticate"] += authenticated - verified
+            spent["logout"] += clock() - authenticated
+        for name, seconds in spent.items():
+            figures[name].append(seconds / n * 1e3)
+    verify, authenticate, logout = (median(figures[name]) for name in ("verify", "authenticate", "logout"))
+    return [
+        ("authenticate (Authenticator.bearer)", authenticate),
+        ("  of which the access token (AccessTokens.verify: pyjwt HS256, claims)", verify),
+        ("  of which the session row (TransitionService.get: SQLAlchemy Core) and checks", authenticate - verify),
+        ("log out (Flows.logout: fire logout, retire credentials, commit)", logout),
+    ]
+
+
+def breakdown(variants: Sequence[Variant], handler: list[tuple[str, float]]) -> None:
+    """Account for the event endpoint's CPU per request, layer by layer."""
+    bare, subject, in_api, stubbed = (median(v.cpu_ms()) for v in variants)
+    print("\nwhere the event endpoint's server CPU goes, ms per request (medians of the blocks above)")
+    rows = (
+        ("bare endpoint: uvicorn, h11, Litestar routing and JSON", bare),
+        ("+ the API app's middleware, plugins, dependency (bare endpoint inside the API app)", in_api - bare),
+        ("+ the event route's parameters, worker thread, response (its work stubbed out)", stubbed - in_api),
+        ("+ the handler's work: authenticate, fire logout, retire credentials, commit", subject - stubbed),
+    )
+    for label, ms in rows:
+        print(f"  {label:<86}{ms:>8.3f}")
+    print(f"  {'= event endpoint':<86}{subject:>8.3f}")
+    print("  the handler's work timed in this process on the same database, request after request (CPU):")
+    for label, ms in handler:
+        print(f"    {label:<84}{ms:>8.3f}")
+    alone = sum(ms for label, ms in handler if not label.startswith(" "))
+    print(f"    {'= authenticate + log out':<84}{alone:>8.3f}")
+    print(
+        f"    in the server the same work took {(subject - stubbed) / alone:.1f}x as long: there several handlers"
+        " at once, on worker threads, share one GIL, the database's write locks and the caches"
+    )
+    budget = bare / TARGET
+    print(
+        f"  {TARGET:.2f}x the bare endpoint's requests/s at the same CPU busy leaves about {budget:.3f} ms per request,"
+        f" {budget - bare:.3f} ms beyond the bare endpoint;"
+    )
+    print(f"  the API app and the event route, with their work stubbed out, already take {stubbed - bare:.3f} ms more")
+
+
+def login_phase(
+    api: Server, generator: Generator, logins: Path, *, clients: int, seconds: int, argon2: Argon2Cost
+) -> None:
+    """Real password logins for a fixed time: logins/s, latency, and the server's CPU per login."""
+    cpu = cpu_seconds(api.process.pid)
+    load = generator.run(
+        api.base, "login", lines=logins, offset=0, template=LOGIN_PATH, connections=clients, seconds=seconds
+    )
+    cpu = cpu_seconds(api.process.pid) - cpu
+    print(f"\nlogin: POST {LOGIN_PATH} with real passwords, {clients} clients, one {seconds} s block")
+    print(f"  {'logins/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'cpu busy':>10}{'cpu ms/login':>14}  non-2xx")
+    print(
+        f"  {load.per_second:>10,.1f}{load.p50_ms:>9.1f}{load.p99_ms:>9.1f}"
+        f"{100 * cpu / load.seconds:>9.0f}%{1e3 * cpu / max(load.requests, 1):>14.0f}  {load.non_2xx}"
+    )
+    cpus = os.cpu_count() or 1
+    print(
+        f"  bounded by argon2id on purpose (argon2-cffi defaults, {argon2.parameters}): one verify took"
+        f" {argon2.wall * 1e3:.0f} ms, {argon2.cpu * 1e3:.0f} ms of CPU, in this process before the servers"
+        f" started; {cpus} idle cpus would verify at most ~{cpus / argon2.cpu:.0f} passwords/s. The per-user and"
+        " per-address login rate limits were lifted for this phase."
+    )
+
+
+# -- environment and main -------------------------------------------------------------------
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _revision() -> str:
+    try:
+        git = ["git", "-C", str(ROOT)]
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", *OWN_FILES], capture_output=True, check=False)
+    except OSError:
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    changed = " + uncommitted changes under " + ", ".join(OWN_FILES) if dirty.stdout.strip() else ""
+    return head.stdout.strip() + changed
+
+
+def environment(generator: Generator, database: str) -> None:
+    loop = "uvloop" if _version("uvloop") != "not installed" else "asyncio"
+    protocol = "httptools" if _version("httptools") != "not installed" else "h11"
+    print("sessionflow benchmark: bench/http.py")
+    print(f"  command     {shlex.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"  revision    {_revision()}")
+    print(f"  python      {platform.python_version()} ({platform.python_implementation()}) on {platform.platform()}")
+    print(f"  cpus        {os.cpu_count()} (load average {', '.join(f'{x:.2f}' for x in os.getloadavg())})")
+    print(f"  litestar    {_version('litestar')}")
+    print(f"  uvicorn     {_version('uvicorn')} ({protocol}, {loop} loop; 1 worker, log level warning, no access log)")
+    print(f"  sqlalchemy  {_version('sqlalchemy')}")
+    print(f"  argon2-cffi {_version('argon2-cffi')}")
+    print(f"  database    {database}")
+    print(f"  generator   {generator.describe()}")
+    print(f"  note        the generator, the four servers and this script share the {os.cpu_count()} cpus")
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwind through every cleanup, as Ctrl-C does
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] and argv[0] in SERVE_MODES:  # one of the servers, in its own process
+        return serve(SERVE_MODES[argv[0]](), int(argv[1]))
+    if argv[:1] == ["--generate"]:  # the fallback load generator, in its own process
+        return generate(argv[1:])
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # progress as it happens, even through a pipe
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="shorter blocks, fewer repeats (a smoke run, noisier)")
+    parser.add_argument("--repeats", type=int, help="blocks per variant (default 5, quick 3)")
+    parser.add_argument("--duration", type=int, help=f"seconds per block, 1..{MAX_BLOCK} (default 3, quick 2)")
+    parser.add_argument("--connections", type=int, default=8, help="keep-alive connections (default 8)")
+    parser.add_argument("--login-clients", type=int, default=4, help="clients in the login phase (default 4)")
+    parser.add_argument("--postgres", action="store_true", help="serve from a temporary PostgreSQL database")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL, help="loopback server for --postgres")
+    parser.add_argument("--generator", choices=("wrk", "python"), help="default: wrk if installed, else python")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if the target is missed")
+    args = parser.parse_args(argv)
+    plan = Plan(
+        connections=args.connections,
+        seconds=args.duration or (2 if args.quick else 3),
+        repeats=args.repeats or (3 if args.quick else 5),
+        warm_up=1 if args.quick else 2,
+    )
+    if not (1 <= plan.repeats <= 50 and 1 <= plan.seconds <= MAX_BLOCK and 1 <= plan.connections <= 256):
+        parser.error(f"keep --repeats in 1..50, --duration in 1..{MAX_BLOCK} and --connections in 1..256")
+    if not 1 <= args.login_clients <= 64:
+        parser.error("keep --login-clients in 1..64")
+    kind = args.generator or ("wrk" if shutil.which("wrk") else "python")
+    if kind == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is not installed (apt-get install wrk); or use --generator python")
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sessionflow-bench-http-")))
+        generator = Generator(kind, workdir)
+        if args.postgres:
+            url = stack.enter_context(temporary_postgres(args.postgres_url))
+            database = f"PostgreSQL, a temporary database on {make_url(url).host}:{make_url(url).port or 5432}"
+        else:
+            url = f"sqlite:///{workdir / 'bench.db'}"
+            database = f"SQLite {sqlite3.sqlite_version}, a temporary file (WAL, synchronous=NORMAL)"
+        environment(generator, database)
+        passed = run(stack, args, generator, url, plan)
+    print(f"\ntarget: {'PASS' if passed else 'MISS'} (event endpoint >= {TARGET:.2f}x the bare endpoint's requests/s)")
+    return 1 if args.strict and not passed else 0
+
+
+def run(stack: contextlib.ExitStack, args: argparse.Namespace, generator: Generator, url: str, plan: Plan) -> bool:
+    """Set up the database and the servers, measure, report; the stack undoes all of it."""
+    workdir = generator.workdir
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONFLOW_")}
+    env |= {
+        "SESSIONFLOW_DATABASE_URL": url,
+        "SESSIONFLOW_JWT_SECRET": secrets.token_urlsafe(48),  # shared by the servers and the session maker
+        "SESSIONFLOW_LOG_LEVEL": "warning",
+        # Lifted for the benchmark: thousands of live sessions per user, logins as fast as argon2 allows.
+        "SESSIONFLOW_MAX_SESSIONS_PER_USER": UNBOUNDED,
+        "SESSIONFLOW_LOGIN_LIMIT_PER_USER": UNBOUNDED,
+        "SESSIONFLOW_LOGIN_LIMIT_PER_ADDRESS": UNBOUNDED,
+    }
+    db = Database.from_url(url)
+    try:
+        migrate.upgrade(db)
+    finally:
+        db.dispose()
+    logins = workdir / "logins.txt"
+    argon2 = login_user_file(env, logins, args.login_clients)
+
+    python, this = sys.executable, str(HERE / "http.py")
+    servers: list[Server] = []
+    for name, argv in (
+        ("sessionflow", [python, "-m", "api.cli", "serve", "--host", HOST, "--port"]),
+        ("bare litestar", [python, this, "--serve-bare"]),
+        ("sessionflow app + bare route", [python, this, "--serve-api-bare"]),
+        ("sessionflow app, event route stubbed", [python, this, "--serve-api-stubbed"]),
+    ):
+        port = free_port()
+        log = workdir / f"server-{len(servers)}.log"
+        servers.append(start_server(stack, name, [*argv, str(port)], env=env, port=port, log=log))
+    pool = SessionPool(env, workdir / "sessions.txt")
+    stack.callback(pool.close)
+    for server in servers:
+        wait_ready(server, "/health" if server.name == "bare litestar" else "/api/health")
+
+    api, bare, api_bare, stubbed = servers
+    variants = [
+        Variant("bare endpoint, sync_to_thread=False (baseline)", bare, EVENT_PATH),
+        Variant("event endpoint (logout: one transition + history row)", api, EVENT_PATH, subject=True),
+        Variant("  bare endpoint inside the API app (its middleware)", api_bare, IN_API_PREFIX + EVENT),
+        Variant("  event route, its work stubbed out (no auth, no write)", stubbed, EVENT_PATH),
+    ]
+    measure(variants, pool, generator, plan)
+    passed = report(variants, plan)
+    counted = sum(load.requests - load.non_2xx for load in variants[1].loads)
+    print(
+        f"  check: {pool.persisted_logouts():,} logout transitions in the database for {counted:,} 2xx responses"
+        " counted in the timed blocks (the rest: warm-up, and requests in flight as a block ended)"
+    )
+    print(
+        f"  {pool.lines:,} sessions made beforehand by Flows.login_user in {pool.seconds:.1f} s, untimed; the oldest"
+        f" was {pool.oldest_used:.0f} s old as its block started ({pool.skipped:,} older ones were skipped: the API"
+        f" adds an idle-timer write once a session is {TOUCH_EVERY.total_seconds():.0f} s old)"
+    )
+    breakdown(variants, handler_work(pool, 100 if args.quick else 300))
+    login_phase(api, generator, logins, clients=args.login_clients, seconds=3 if args.quick else 5, argon2=argon2)
+    return passed
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted: every server, generator, temporary file and database this run started is gone")
+        sys.exit(130)
