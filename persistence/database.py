@@ -189,6 +189,29 @@ class Database:
         finally:
             self._release(raw, reusable=reusable)
 
+    @contextmanager
+    def read(self) -> Iterator[Cursor]:
+        """Reads on a DBAPI connection, outside any write transaction.
+
+        SQLite runs them in autocommit mode (no lock held beyond the statement);
+        on PostgreSQL the pool rolls the connection back when it is returned.
+        Authentication reads a session row per request: this path costs about
+        half of an ordinary SQLAlchemy connection's (bench/http.py).
+        """
+        raw = self._writer()
+        reusable = True
+        try:
+            yield Cursor(raw.cursor())
+        except self._operational as exc:
+            reusable = False
+            _rollback_quietly(raw)
+            raise StoreUnavailable(f"database error: {type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            reusable = _rollback_quietly(raw)
+            raise
+        finally:
+            self._release(raw, reusable=reusable)
+
     def _writer(self) -> Any:
         """A connection for one write transaction: a spare SQLite one if there is one, else from the pool."""
         if self._spare_writers:

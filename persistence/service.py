@@ -475,9 +475,16 @@ def _fields(applied: Applied) -> dict[str, Any]:
 
 
 def _read(db: Database, binding: Binding, iid: uuid.UUID) -> Snapshot:
-    with db.engine.connect() as connection:
-        row = connection.execute(select(binding.table).where(binding.table.c.id == iid)).mappings().first()
-    if row is None:
+    columns = list(binding.table.c)
+    prepared = db.prepare(
+        ("read", binding.name),
+        lambda: select(*columns).where(binding.table.c.id == bindparam("id")),
+        [column.type for column in columns],
+    )
+    with db.read() as cursor:
+        found = cursor.one(prepared, {"id": iid})
+    if found is None:
         raise InstanceNotFound(binding.name, iid)
+    row = dict(zip((column.name for column in columns), found, strict=True))
     timers = {name: row[f"{name}_due_at"] for name in binding.timer_names}
-    return Snapshot(binding.name, iid, row["state"], row["version"], timers, dict(row))
+    return Snapshot(binding.name, iid, row["state"], row["version"], timers, row)
