@@ -44,7 +44,10 @@ class Binding:
 
     def select_state(self, *, lock: bool) -> ClauseElement:
         stmt = select(*self.state_columns()).where(self.table.c.id == bindparam("id"))
-        return stmt.with_for_update() if lock else stmt
+        # FOR NO KEY UPDATE: writers of one instance queue here, but rows that merely reference it
+        # (a new connection's foreign key takes KEY SHARE) do not, so two first connections of a
+        # session opening at once cannot deadlock.
+        return stmt.with_for_update(key_share=True) if lock else stmt
 
     def compare_and_set(self) -> object:
         """UPDATE ... WHERE id = :id AND version = :expected RETURNING id."""
@@ -85,7 +88,7 @@ class Binding:
             .order_by(self.table.c.next_due_at)
             .limit(limit)
         )
-        return stmt.with_for_update(skip_locked=True) if skip_locked else stmt
+        return stmt.with_for_update(skip_locked=True, key_share=True) if skip_locked else stmt
 
 
 def _check(binding: Binding) -> Binding:

@@ -82,8 +82,21 @@ def session_of(tx: Tx, connection_id: uuid.UUID) -> uuid.UUID | None:
 
 
 def session_state(tx: Tx, session_id: uuid.UUID) -> str | None:
+    """The session's state, its row locked for the rest of the transaction on PostgreSQL.
+
+    Deciding connect/disconnect/drop from an unlocked read would let two tabs
+    opening at once both see ``session_active`` and both fire ``connect``.
+    """
     s = _sessions.c
-    prepared = tx.db.prepare("session_state_only", lambda: select(s.state).where(s.id == bindparam("sid")))
+    lock = tx.db.is_postgresql
+    prepared = tx.db.prepare(
+        ("session_state_only", lock),
+        lambda: (
+            select(s.state).where(s.id == bindparam("sid")).with_for_update(key_share=True)
+            if lock
+            else select(s.state).where(s.id == bindparam("sid"))
+        ),
+    )
     row = tx.cursor.one(prepared, {"sid": session_id})
     return str(row[0]) if row else None
 

@@ -87,3 +87,34 @@ def test_heartbeats_keep_a_connection_alive(service: TransitionService, clock: M
     service.sweep()
     assert service.get("connection", connection_id).state == "open"
     assert service.get("connection", connection_id).row["last_heartbeat_at"] == clock.now()
+
+
+def test_first_connections_opening_at_once_all_succeed(db_url: str, clock: ManualClock) -> None:
+    """Eight tabs of one session opening at the same instant: no deadlock, one connect, eight open rows."""
+    import threading
+
+    service = TransitionService(Database.from_url(db_url, pool_size=8), clock=clock)
+    try:
+        session_id = log_in(service)
+        barrier = threading.Barrier(8)
+        errors: list[BaseException] = []
+
+        def open_one() -> None:
+            barrier.wait()
+            try:
+                _open(service, session_id)
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted on below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == []
+        assert service.get("session", session_id).state == "ws_connected"
+        assert _session_events(service.db, session_id) == ["connect"]
+        with service.transaction() as tx:
+            assert connections.open_count(tx, session_id) == 8
+    finally:
+        service.db.dispose()
