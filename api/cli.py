@@ -349,6 +349,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=settings.log_level,
         # Our access log (method, path, status) replaces uvicorn's, which would print query strings.
         access_log=False,
+        # Messages are small JSON; compression state would double the memory of each connection (bench/ws.py).
+        ws_per_message_deflate=False,
         # Behind a proxy, per-address rate limits must see the client, not the proxy.
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,

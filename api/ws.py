@@ -187,6 +187,9 @@ class Connection:
         assert self.session_id is not None
         settings = self.ctx.settings
         with self.ctx.service.transaction() as tx:
+            # Lock the session first (PostgreSQL): tabs opening at once then count each other,
+            # so the per-session cap holds under concurrency.
+            connections.session_state(tx, self.session_id)
             if connections.open_count(tx, self.session_id) >= settings.ws_max_connections_per_session:
                 raise Refusal(4429, "too many connections for this session", retry_after=5)
             row = connections.open_connection(
@@ -302,7 +305,7 @@ class Connection:
             data = None
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "pong":
-            await asyncio.to_thread(self._heartbeat)
+            await self._pong()
             return True
         if kind == "reauth" and isinstance(data, dict) and isinstance(data.get("access_token"), str):
             await self._reauth(data["access_token"])
@@ -310,18 +313,32 @@ class Connection:
         await self._finish(4400, "malformed message: expected JSON with type pong or reauth", clean=True)
         return False
 
-    def _heartbeat(self) -> None:
-        """A pong: the connection is alive, and a live connection is activity for its session's idle timer."""
+    def _heartbeat(self) -> bool:
+        """A pong: the connection is alive, and a live connection is activity for its session's idle timer.
+
+        Returns False when the store says the connection already ended (a sweeper dropped it).
+        """
         assert self.id is not None
         assert self.session_id is not None
         every = min(SESSION_TOUCH_EVERY, self.ctx.settings.session_idle_timeout.total_seconds() / 4)
         touch_session = time.monotonic() - self._session_touched >= every
         with self.ctx.service.transaction() as tx:
-            connections.heartbeat(tx, self.id)
-            if touch_session:
+            alive = connections.heartbeat(tx, self.id)
+            if alive and touch_session:
                 tx.touch(SESSIONS, self.session_id)
-        if touch_session:
+        if alive and touch_session:
             self._session_touched = time.monotonic()
+        return alive
+
+    async def _pong(self) -> None:
+        try:
+            alive = await asyncio.to_thread(self._heartbeat)
+        except StoreUnavailable:
+            # A busy store must not cost a live connection: the next pong records the heartbeat.
+            log.warning("could not record a heartbeat of connection %s; the next pong will", self.id)
+            return
+        if not alive:
+            await self._finish(4504, "heartbeat timeout", clean=False)
 
     async def _reauth(self, token: str) -> None:
         try:

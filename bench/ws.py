@@ -629,7 +629,7 @@ async def logout_samples(
         for i, (_, token) in enumerate(sessions):
             headers = {"Authorization": f"Bearer {token}"}
             # The first connection alone, then the rest at once: a session's first connections opened all at
-            # once deadlock on PostgreSQL (most are closed with 4503), a server bug this benchmark steps around.
+            # once deadlocked on PostgreSQL before the FOR NO KEY UPDATE fix; kept so runs stay comparable.
             first = await opened(headers)
             conns = [first, *await asyncio.gather(*(opened(headers) for _ in range(k - 1)))]
             watchers = [asyncio.create_task(watch(ws)) for ws in conns]

@@ -52,13 +52,19 @@ def record_close(tx: Tx, connection_id: uuid.UUID, code: int, reason: str) -> No
 
 
 def heartbeat(tx: Tx, connection_id: uuid.UUID) -> bool:
-    """A pong arrived: restart the heartbeat timer and note when. False if the connection already ended."""
+    """A pong arrived: note when and restart the heartbeat timer. False if the connection is no longer open."""
     c = _connections.c
     prepared = tx.db.prepare(
         "connection_heartbeat",
-        lambda: update(_connections).where(c.id == bindparam("cid")).values(last_heartbeat_at=bindparam("now")),
+        lambda: (
+            update(_connections)
+            .where(and_(c.id == bindparam("cid"), c.state == bindparam("open")))
+            .values(last_heartbeat_at=bindparam("now"))
+            .returning(c.id)
+        ),
     )
-    tx.cursor.execute(prepared, {"cid": connection_id, "now": tx.now})
+    if tx.cursor.one(prepared, {"cid": connection_id, "now": tx.now, "open": str(_C.OPEN)}) is None:
+        return False
     return tx.touch(CONNECTIONS, connection_id)
 
 
