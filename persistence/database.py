@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -152,6 +153,9 @@ class Database:
         # whose pool pre-pings connections that the server may have dropped.
         self._spare_writers: list[Any] | None = [] if self.is_sqlite and isinstance(engine.pool, QueuePool) else None
         self._max_spare_writers = engine.pool.size() if isinstance(engine.pool, QueuePool) else 0
+        # SQLite takes one writer at a time anyway; in this process, writers queue on a lock in turn
+        # instead of sleeping and retrying inside SQLite, which under load ran into the busy timeout.
+        self._write_turn = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
@@ -171,6 +175,11 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Cursor]:
         """One write transaction on a DBAPI connection: commit on success, else roll back."""
+        with self._write_turn, self._transaction() as cursor:
+            yield cursor
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Cursor]:
         raw = self._writer()
         reusable = True
         try:
