@@ -30,6 +30,7 @@ from persistence.bindings import (
     idempotency_insert,
     idempotency_select,
 )
+from persistence.connections import cascade
 from persistence.database import Cursor, Database
 from persistence.errors import IdempotencyKeyReused, InstanceNotFound, VersionConflict
 from persistence.records import Applied, Snapshot
@@ -66,7 +67,7 @@ class TransitionService:
         self.durations: Durations = durations or {}
         self.hooks = Hooks()
         # Connections drive their session (first open: connect; last gone: disconnect or drop).
-        self.hooks.in_transaction.append(_connection_cascade)
+        self.hooks.in_transaction.append(cascade)
         self._compiled_machines: dict[Binding, _Compiled] = {}
 
     @contextmanager
@@ -458,12 +459,6 @@ class Tx:
         if row[0] != event:
             raise IdempotencyKeyReused(key, row[0], event)
         return Applied.from_json(binding.name, iid, row[1], repeated=True)
-
-
-def _connection_cascade(tx: Tx, applied: Applied) -> None:
-    from persistence.connections import cascade  # connections builds on this module
-
-    cascade(tx, applied)
 
 
 def _earliest(timers: Mapping[str, datetime | None]) -> datetime | None:
