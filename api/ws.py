@@ -105,6 +105,7 @@ class Connection:
         self.credential_expires = 0.0  # monotonic deadline
         self.closed = False
         self._session_touched = 0.0
+        self._opened_at = time.monotonic()
         self._closing: tuple[int, str, bool] | None = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -119,6 +120,10 @@ class Connection:
             principal = await asyncio.to_thread(self._authenticate)
             self.session_id = principal.session_id
             queue = self.hub.subscribe(principal.session_id)
+            # The heartbeat deadline counts from before the connection row exists, so this handler always
+            # gives up on a silent client before the row's own heartbeat timer (same three intervals)
+            # lets a sweeper drop it from under us.
+            self._opened_at = time.monotonic()
             await asyncio.to_thread(self._open)
             self.live.connections.add(self)
             await self._welcome()
@@ -248,7 +253,7 @@ class Connection:
         receive: asyncio.Task[Any] = asyncio.ensure_future(self.socket.receive())
         incoming: asyncio.Task[Any] = asyncio.ensure_future(queue.get())
         next_ping = time.monotonic() + self.interval
-        last_pong = time.monotonic()
+        last_pong = self._opened_at
         warned = False
         try:
             while not self.closed:
