@@ -50,20 +50,16 @@ def create_user(db: Database, username: str, password_hash: str | None, *, is_ad
     name = validate_username(username)
     user_id = uuid.uuid4()
     try:
-        with db.engine.begin() as connection:
-            connection.execute(
-                insert(User).values(
-                    id=user_id,
-                    username=name,
-                    password_hash=password_hash,
-                    is_admin=is_admin,
-                    enabled=True,
-                    created_at=now,
-                )
-            )
+        _insert(db, id=user_id, username=name, password_hash=password_hash, is_admin=is_admin, created_at=now)
     except IntegrityError:
         raise UserExists(name) from None
     return NewUser(user_id, name, is_admin)
+
+
+def _insert(db: Database, **values: object) -> None:
+    """Insert one enabled user; IntegrityError when a unique column (name, OIDC identity) is taken."""
+    with db.engine.begin() as connection:
+        connection.execute(insert(User).values(enabled=True, **values))
 
 
 def user_by_oidc_subject(db: Database, issuer: str, subject: str) -> UserRecord | None:
@@ -98,19 +94,16 @@ def find_or_create_oidc_user(
         name = validate_username(candidate)
         user_id = uuid.uuid4()
         try:
-            with db.engine.begin() as connection:
-                connection.execute(
-                    insert(User).values(
-                        id=user_id,
-                        username=name,
-                        password_hash=None,
-                        is_admin=False,
-                        enabled=True,
-                        oidc_issuer=issuer,
-                        oidc_subject=subject,
-                        created_at=now,
-                    )
-                )
+            _insert(
+                db,
+                id=user_id,
+                username=name,
+                password_hash=None,
+                is_admin=False,
+                oidc_issuer=issuer,
+                oidc_subject=subject,
+                created_at=now,
+            )
         except IntegrityError:
             existing = user_by_oidc_subject(db, issuer, subject)
             if existing is not None:  # a concurrent first login of the same subject won
