@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,11 +66,35 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Let us emit BEGIN ourselves (pysqlite's implicit transactions are deferred).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    _sqlite_use_wal(cursor)
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_use_wal(cursor: Any) -> None:
+    """Put the database file in WAL mode, which then persists in the file.
+
+    Switching needs an exclusive lock, and SQLite answers SQLITE_BUSY at once,
+    without calling the busy handler, when another connection holds a shared
+    lock at that moment (several workers opening a new database together).
+    So the switch is skipped when the file is already in WAL mode and retried
+    for up to the busy timeout otherwise.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 def _sqlite_on_begin(connection: Any) -> None:

@@ -265,8 +265,8 @@ def _finish(process: subprocess.Popen[str], timeout: float = 60) -> None:
 def test_concurrent_upgrades_all_succeed(empty_db: Database, empty_url: str) -> None:
     """Four workers upgrading one empty database at once all succeed and leave one version row, at head."""
     processes = _start_upgrades(empty_url, 4, start=time.time() + 2.0)
-    for process in processes:
-        _finish(process)
+    outcomes = [(process.communicate(timeout=60)[1], process.returncode) for process in processes]
+    assert [code for _, code in outcomes] == [0, 0, 0, 0], "\n".join(err for err, code in outcomes if code)
     with empty_db.engine.connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
     assert versions == [migrate.head()]
