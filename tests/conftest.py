@@ -25,6 +25,16 @@ from persistence.service import TransitionService
 
 POSTGRES_URL = os.environ.get("SESSIONFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+HAVE_DOT = shutil.which("dot") is not None
+
+
+def needs_dot() -> None:
+    """Skip without Graphviz locally; under CI a missing ``dot`` is a failure, not a skip."""
+    if HAVE_DOT:
+        return
+    if IN_CI:
+        pytest.fail("Graphviz `dot` is required under CI=true (apt-get install graphviz)")
+    pytest.skip("Graphviz `dot` not installed (apt-get install graphviz)")
 
 
 def _postgres_unavailable() -> str | None:

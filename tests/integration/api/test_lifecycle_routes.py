@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from litestar.testing import TestClient
 from api import protocol
 from api.app import create_app
 from lifecycle import CONNECTION, MACHINES, SESSION, ManualClock, diagrams
+from tests.conftest import needs_dot
 from tests.integration.api.conftest import Api, assert_problem, settings_for
 
 
@@ -74,8 +74,8 @@ def test_an_unknown_machine_is_404_naming_the_known_ones(static: TestClient[Lite
 def test_diagrams_in_each_format_with_its_media_type(
     static: TestClient[Litestar], name: str, fmt: str, media_type: str, render: object
 ) -> None:
-    if fmt == "svg" and shutil.which("dot") is None:
-        pytest.skip("Graphviz `dot` is not installed")
+    if fmt == "svg":
+        needs_dot()
     response = static.get(f"/api/lifecycle/machines/{name}/diagram", params={"format": fmt})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith(media_type)

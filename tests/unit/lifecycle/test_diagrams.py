@@ -8,7 +8,6 @@ skipped locally and fails under ``CI=true``, where drift must always be caught.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shutil
 from pathlib import Path
@@ -27,14 +26,13 @@ from lifecycle.diagrams import (
     render_svg,
     sync_readme,
 )
+from tests.conftest import HAVE_DOT, needs_dot
 
 from .broken_machines import SOUND
 
 ROOT = Path(__file__).resolve().parents[3]
 DIAGRAMS = ROOT / "diagrams"
 README = ROOT / "README.md"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-HAVE_DOT = shutil.which("dot") is not None
 DEFINITIONS = list(MACHINES.values())
 
 # Mermaid statements render_mermaid may emit; a transition label runs to the end of the line and,
@@ -48,15 +46,6 @@ _MERMAID_LINE = re.compile(
 )
 _MERMAID_EDGE = re.compile(r"^    (\w+) --> (\w+): (.+)$", re.MULTILINE)
 _DOT_EDGE = re.compile(r'^    "(\w+)" -> "(\w+)" \[label="((?:[^"\\]|\\.)*)"', re.MULTILINE)
-
-
-def needs_dot() -> None:
-    """Skip without Graphviz locally; under CI a missing ``dot`` is a failure, not a skip."""
-    if HAVE_DOT:
-        return
-    if IN_CI:
-        pytest.fail("Graphviz `dot` is required under CI=true (apt-get install graphviz)")
-    pytest.skip("Graphviz `dot` not installed (apt-get install graphviz)")
 
 
 def design_transitions(definition: Definition) -> set[tuple[str, str, str]]:
