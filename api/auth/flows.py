@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 
 from api.auth.errors import InvalidCredentials, RateLimited
+from api.auth.oidc import OidcVerifier
 from api.auth.tokens import ANONYMOUS_TYPE, AccessTokens
 from api.passwords import verify_password
 from api.settings import Settings
@@ -75,6 +76,25 @@ class Flows:
             raise InvalidCredentials("unknown user or wrong password", code="login_failed")
         with self.service.transaction() as tx:
             tokens.clear_attempts(tx, _user_key(username))
+        return self.login_user(user, session_id=session_id, anonymous_token=anonymous_token, request_id=request_id)
+
+    def login_id_token(
+        self,
+        verifier: OidcVerifier,
+        id_token: str,
+        *,
+        client_address: str,
+        session_id: uuid.UUID | None = None,
+        anonymous_token: str | None = None,
+        request_id: str | None = None,
+    ) -> Issued:
+        """Log in with an identity provider's ID token; attempts count against the client address.
+
+        Counted before the token is verified: a token naming a key the JWKS lacks makes the
+        verifier fetch the JWKS again, which unlimited attempts would turn on the provider.
+        """
+        self._count_attempt(None, client_address)
+        user = verifier.user_for(id_token)
         return self.login_user(user, session_id=session_id, anonymous_token=anonymous_token, request_id=request_id)
 
     def login_user(
@@ -264,12 +284,12 @@ class Flows:
             refresh_expires_in=int((refresh_expires - tx.now).total_seconds()),
         )
 
-    def _count_attempt(self, username: str, client_address: str) -> None:
+    def _count_attempt(self, username: str | None, client_address: str) -> None:
+        """Count a login attempt per client address and, for password logins, per username."""
         window = self.settings.login_limit_window
-        checks = (
-            (_user_key(username), self.settings.login_limit_per_user),
-            (f"login:addr:{client_address}", self.settings.login_limit_per_address),
-        )
+        checks = [(f"login:addr:{client_address}", self.settings.login_limit_per_address)]
+        if username is not None:
+            checks.insert(0, (_user_key(username), self.settings.login_limit_per_user))
         with self.service.transaction() as tx:
             counts = [(tokens.count_attempt(tx, key, window), limit) for key, limit in checks]
         for (count, started), limit in counts:

@@ -94,6 +94,7 @@ class AuthController(Controller):
     )
     def login(self, ctx: Ctx, request: Request[object, object, State], data: JSONBody[LoginRequest]) -> TokenResponse:
         rid = request_id(request)
+        address = request.client.host if request.client else "unknown"
         if data.id_token is not None:
             if data.username is not None or data.password is not None:
                 raise problem(400, "invalid_request", "Send either username and password or id_token, not both")
@@ -105,16 +106,19 @@ class AuthController(Controller):
                     "This server accepts no ID tokens",
                     "log in with a username and password",
                 )
-            user = oidc.user_for(data.id_token)
-            issued = ctx.flows.login_user(
-                user, session_id=data.session_id, anonymous_token=data.anonymous_token, request_id=rid
+            issued = ctx.flows.login_id_token(
+                oidc,
+                data.id_token,
+                client_address=address,
+                session_id=data.session_id,
+                anonymous_token=data.anonymous_token,
+                request_id=rid,
             )
         else:
             if not data.username or not data.password:
                 raise problem(400, "invalid_request", "username and password are required")
             if len(data.password) > MAX_FIELD or not could_exist(data.username):
                 raise InvalidCredentials("unknown user or wrong password", code="login_failed")
-            address = request.client.host if request.client else "unknown"
             issued = ctx.flows.login_password(
                 data.username,
                 data.password,

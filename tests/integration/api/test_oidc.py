@@ -107,8 +107,8 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-def settings_for(db_url: str, jwks_url: str | None) -> Settings:
-    env = {"SESSIONFLOW_DATABASE_URL": db_url, "SESSIONFLOW_JWT_SECRET": SECRET}
+def settings_for(db_url: str, jwks_url: str | None, **extra: str) -> Settings:
+    env = {"SESSIONFLOW_DATABASE_URL": db_url, "SESSIONFLOW_JWT_SECRET": SECRET, **extra}
     if jwks_url is not None:
         env |= {
             "SESSIONFLOW_OIDC_ISSUER": ISSUER,
@@ -334,6 +334,33 @@ def test_bad_id_tokens_are_refused_with_id_token_invalid(
     if token:
         assert token not in response.text
     assert queries.user_by_name(ctx_of(client.app).db, "alice") is None
+
+
+def test_id_token_logins_are_rate_limited_per_address_before_any_jwks_fetch(
+    db_url: str, idp: IdentityProvider, clock: ManualClock
+) -> None:
+    """Past the per-address limit a login is 429 without verifying the token: tokens naming an unknown key
+    would otherwise make the server fetch the provider's JWKS once per attempt. The window passing lifts it."""
+    settings = settings_for(db_url, idp.jwks_url, SESSIONFLOW_LOGIN_LIMIT_PER_ADDRESS="3")
+    with TestClient(build_app(settings, clock)) as client:
+        before = len(idp.fetches)
+        for attempt in range(3):
+            response = login(client, idp.sign(claims(clock), kid=f"no-such-key-{attempt}"))
+            assert response.status_code == 401, response.text
+            assert response.json()["code"] == "id_token_invalid"
+        assert len(idp.fetches) > before, "an unknown key makes the verifier refetch the JWKS"
+        fetched = len(idp.fetches)
+
+        refused = login(client, idp.sign(claims(clock), kid="no-such-key-3"))
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["code"] == "rate_limited"
+        assert 1 <= int(refused.headers["Retry-After"]) <= settings.login_limit_window.total_seconds() + 1
+        assert login(client, idp.sign(claims(clock))).status_code == 429, "a good token waits like a bad one"
+        assert len(idp.fetches) == fetched, "refused attempts reach neither the verifier nor the provider"
+        assert queries.user_by_name(ctx_of(client.app).db, "alice") is None
+
+        clock.advance(settings.login_limit_window + timedelta(seconds=1))
+        assert login(client, idp.sign(claims(clock))).status_code == 200
 
 
 def test_a_token_within_the_leeway_of_its_expiry_is_still_accepted(
