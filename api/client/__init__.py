@@ -10,9 +10,7 @@ async with Client("http://127.0.0.1:8000") as client:
 from __future__ import annotations
 
 from api.client.backoff import Backoff, Delay
-from api.client.session import (
-    EVENT_FOR_ACTION,
-    Client,
+from api.client.records import (
     ClientError,
     ClientTransition,
     SessionTransition,
@@ -20,8 +18,9 @@ from api.client.session import (
     Transition,
     TransitionStream,
     Wire,
-    close_action,
 )
+from api.client.refusals import EVENT_FOR_ACTION, close_action
+from api.client.session import Client
 from lifecycle.client import CLIENT, ClientEvent, ClientState
 
 __all__ = [
