@@ -34,30 +34,33 @@ test: the suite stays fast and deterministic, this script measures.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this file's directory comes first on sys.path, where bench/http.py would shadow the
+# standard library's ``http`` package: put the repository root there instead, which also makes ``bench``
+# importable. Nothing above imports ``http``; the imports below follow on purpose.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 import argparse
-import contextlib
 import gc
 import os
-import platform
-import shlex
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import Connection, make_url
 from transitions import Machine
 
+from bench import harness
 from lifecycle import SESSION, Actor, SessionEvent, SessionGuard, StepContext, engine
 from persistence.bindings import SESSIONS, history_insert
 from persistence.database import Database
@@ -65,9 +68,6 @@ from persistence.models import Base
 from persistence.service import TransitionService
 
 OWN_FILES = ("bench/engine.py", "lifecycle/engine.py", "persistence/database.py", "persistence/service.py")
-DEFAULT_POSTGRES_URL = os.environ.get(
-    "SESSIONFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 # -- measuring ---------------------------------------------------------------------------
 
@@ -79,7 +79,7 @@ class Variant:
     label: str
     run: Callable[[int], float]
     baseline: str | None = None  # label of the variant this one is compared with
-    target: tuple[str, float] | None = None  # (">=" or "<=", ratio) judged against ``baseline``
+    target: harness.Target | None = None  # judged against ``baseline``
     seconds: list[float] | None = None  # per operation, one entry per repeat
     scale: float = 1.0  # fraction of the block size this variant runs (for the very slow ones)
 
@@ -89,23 +89,24 @@ def measure(variants: Sequence[Variant], n: int, repeats: int) -> None:
     for variant in variants:
         variant.run(max(int(n * variant.scale) // 10, 1))  # warm up: caches, compiled statements, pools
         variant.seconds = []
-    for repeat in range(repeats):
-        shift = repeat % len(variants)
-        for variant in (*variants[shift:], *variants[:shift]):
-            gc.collect()
-            ops = max(int(n * variant.scale), 1)
-            assert variant.seconds is not None
-            variant.seconds.append(variant.run(ops) / ops)
+    for variant in harness.interleaved(variants, repeats):
+        gc.collect()
+        ops = max(int(n * variant.scale), 1)
+        assert variant.seconds is not None
+        variant.seconds.append(variant.run(ops) / ops)
 
 
 @dataclass
 class Row:
     label: str
     value: float
-    ratio: float | None
-    spread: tuple[float, float] | None  # lowest and highest per-repeat ratio
-    target: tuple[str, float] | None
+    ratios: list[float] | None  # one per repeat, against the baseline
+    target: harness.Target | None
     passed: bool | None
+
+    @property
+    def ratio(self) -> float | None:
+        return statistics.median(self.ratios) if self.ratios else None
 
 
 def report(title: str, unit: str, variants: Sequence[Variant], *, per_second: bool, n: int, repeats: int) -> list[Row]:
@@ -115,26 +116,24 @@ def report(title: str, unit: str, variants: Sequence[Variant], *, per_second: bo
     for variant in variants:
         assert variant.seconds is not None
         value = statistics.median(1 / s if per_second else s * 1e6 for s in variant.seconds)
-        ratio = spread = passed = None
+        ratios = passed = None
         if variant.baseline is not None:
             base = by_label[variant.baseline].seconds
             assert base is not None
             # Throughput ratio = baseline time / subject time; latency ratio = subject time / baseline time.
-            ratios = [(b / s) if per_second else (s / b) for s, b in zip(variant.seconds, base, strict=True)]
-            ratio, spread = statistics.median(ratios), (min(ratios), max(ratios))
+            over, under = (base, variant.seconds) if per_second else (variant.seconds, base)
+            ratios = harness.per_repeat_ratios(over, under)
             if variant.target is not None:
-                op, bound = variant.target
-                passed = ratio >= bound if op == ">=" else ratio <= bound
-        rows.append(Row(variant.label, value, ratio, spread, variant.target, passed))
+                passed = variant.target.met(statistics.median(ratios))
+        rows.append(Row(variant.label, value, ratios, variant.target, passed))
     print(f"\n{title}")
     print(f"  median of {repeats} repeats x {n} operations, baseline and subject blocks interleaved")
     print(f"  {'variant':<58}{unit:>12}{'ratio':>8} {'(per-repeat range)':<19} {'target':<9} result")
     for row in rows:
         shown = f"{row.ratio:.2f}x" if row.ratio is not None else "base" if _is_base(row, variants) else ""
-        spread_shown = f"({row.spread[0]:.2f}-{row.spread[1]:.2f})" if row.spread else ""
-        target = f"{row.target[0]} {row.target[1]:.2f}x" if row.target else ""
-        result = "" if row.passed is None else "PASS" if row.passed else "MISS"
-        print(f"  {row.label:<58}{row.value:>12,.2f}{shown:>8} {spread_shown:<19} {target:<9} {result}".rstrip())
+        spread = harness.value_range(row.ratios, ".2f") if row.ratios else ""
+        target, result = str(row.target) if row.target else "", harness.verdict(row.passed)
+        print(f"  {row.label:<58}{row.value:>12,.2f}{shown:>8} {spread:<19} {target:<9} {result}".rstrip())
     return rows
 
 
@@ -240,7 +239,7 @@ def bench_step(n: int, repeats: int) -> list[Row]:
     per_instance = machine_per_instance(CYCLE)
     variants = [
         Variant(base, bare_trigger(CYCLE)),
-        Variant("Engine.step (guards, timer plan, context)", engine_step(CYCLE), base, ("<=", 1.5)),
+        Variant("Engine.step (guards, timer plan, context)", engine_step(CYCLE), base, harness.Target("<=", 1.5)),
         Variant("Machine built per instance, then trigger (1/20 the ops)", per_instance, base, scale=0.05),
         Variant(moves_base, bare_trigger(MOVES)),
         Variant("  moves only: Engine.step connect/disconnect", engine_step(MOVES), moves_base),
@@ -421,7 +420,7 @@ def persisted_variants(
     return [
         Variant(base, raw(_ready_session(service), False)),
         Variant(f"raw {driver}: SELECT + UPDATE + INSERT (stricter)", raw(_ready_session(service), True)),
-        Variant("TransitionService.fire vs UPDATE + INSERT", subject, base, (">=", 0.5)),
+        Variant("TransitionService.fire vs UPDATE + INSERT", subject, base, harness.Target(">=", 0.5)),
     ]
 
 
@@ -433,131 +432,75 @@ def with_stricter(variants: list[Variant]) -> list[Variant]:
     return [*variants, again]
 
 
+def bench_persisted(
+    url: str,
+    raw: Callable[[RawSQL, uuid.UUID, bool], Callable[[int], float]],
+    driver: str,
+    title: Callable[[Connection], str],
+    n: int,
+    repeats: int,
+) -> list[Row]:
+    """The service against the raw loops of ``driver`` on a fresh schema at ``url``; ``title`` names the table."""
+    db = Database.from_url(url)
+    try:
+        Base.metadata.create_all(db.engine)
+        service = TransitionService(db)
+        statements = raw_sql(db)
+        variants = persisted_variants(service, lambda iid, sel: raw(statements, iid, sel), driver)
+        measure(variants, n, repeats)
+        with db.engine.connect() as connection:
+            heading = title(connection)  # the settings the figures were measured with, read back
+        return report(heading, "per second", with_stricter(variants), per_second=True, n=n, repeats=repeats)
+    finally:
+        db.dispose()
+
+
+def _sqlite_title(connection: Connection) -> str:
+    mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+    sync = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+    return f"(b) SQLite persisted transitions (temp file, journal_mode={mode}, synchronous={sync} [1=NORMAL])"
+
+
+def _postgres_title(connection: Connection) -> str:
+    settings = ", ".join(
+        f"{name}={connection.exec_driver_sql(f'SHOW {name}').scalar()}"
+        for name in ("synchronous_commit", "fsync", "wal_sync_method")
+    )
+    return f"(c) PostgreSQL persisted transitions (one connection each; {settings})"
+
+
 def bench_sqlite(n: int, repeats: int) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="sessionflow-bench-") as tmp:
         path = Path(tmp) / "bench.db"
-        db = Database.from_url(f"sqlite:///{path}")
-        try:
-            Base.metadata.create_all(db.engine)
-            service = TransitionService(db)
-            statements = raw_sql(db)
-            variants = persisted_variants(
-                service, lambda iid, sel: raw_sqlite_loop(path, statements, iid, with_select=sel), "sqlite3"
-            )
-            measure(variants, n, repeats)
-            with db.engine.connect() as connection:
-                mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
-                sync = connection.exec_driver_sql("PRAGMA synchronous").scalar()
-            return report(
-                f"(b) SQLite persisted transitions (temp file, journal_mode={mode}, synchronous={sync} [1=NORMAL])",
-                "per second",
-                with_stricter(variants),
-                per_second=True,
-                n=n,
-                repeats=repeats,
-            )
-        finally:
-            db.dispose()
 
+        def loop(statements: RawSQL, iid: uuid.UUID, with_select: bool) -> Callable[[int], float]:
+            return raw_sqlite_loop(path, statements, iid, with_select=with_select)
 
-@contextlib.contextmanager
-def temporary_postgres(url: str) -> Iterator[str]:
-    """A fresh database on the server at ``url``, dropped afterwards."""
-    name = f"sessionflow_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
-def postgres_unreachable(url: str) -> str | None:
-    try:
-        probe = create_engine(url, connect_args={"connect_timeout": 3})
-        with probe.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        probe.dispose()
-    except Exception as exc:  # noqa: BLE001 - any failure means "skip", with the reason printed
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    return None
+        return bench_persisted(f"sqlite:///{path}", loop, "sqlite3", _sqlite_title, n, repeats)
 
 
 def bench_postgres(url: str, n: int, repeats: int) -> list[Row]:
-    with temporary_postgres(url) as bench_url:
-        db = Database.from_url(bench_url)
-        try:
-            Base.metadata.create_all(db.engine)
-            service = TransitionService(db)
-            statements = raw_sql(db)
-            conninfo = make_url(bench_url).set(drivername="postgresql").render_as_string(hide_password=False)
-            variants = persisted_variants(
-                service, lambda iid, sel: raw_psycopg_loop(conninfo, statements, iid, with_select=sel), "psycopg"
-            )
-            measure(variants, n, repeats)
-            with db.engine.connect() as connection:
-                settings = ", ".join(
-                    f"{name}={connection.exec_driver_sql(f'SHOW {name}').scalar()}"
-                    for name in ("synchronous_commit", "fsync", "wal_sync_method")
-                )
-            return report(
-                f"(c) PostgreSQL persisted transitions (one connection each; {settings})",
-                "per second",
-                with_stricter(variants),
-                per_second=True,
-                n=n,
-                repeats=repeats,
-            )
-        finally:
-            db.dispose()
+    with harness.temporary_postgres(url, loopback_only=False) as bench_url:
+        conninfo = make_url(bench_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+        def loop(statements: RawSQL, iid: uuid.UUID, with_select: bool) -> Callable[[int], float]:
+            return raw_psycopg_loop(conninfo, statements, iid, with_select=with_select)
+
+        return bench_persisted(bench_url, loop, "psycopg", _postgres_title, n, repeats)
 
 
 # -- environment and main ------------------------------------------------------------------
 
 
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _revision() -> str:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        git = ["git", "-C", str(root)]
-        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
-        dirty = subprocess.run([*git, "status", "--porcelain", "--", *OWN_FILES], capture_output=True, check=False)
-    except OSError:
-        return "unknown"
-    if head.returncode != 0:
-        return "unknown"
-    return head.stdout.strip() + (" + uncommitted changes to the measured files" if dirty.stdout.strip() else "")
-
-
 def environment(postgres_url: str | None) -> None:
-    print("sessionflow benchmark: bench/engine.py")
-    print(f"  command     {shlex.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"  revision    {_revision()}")
-    print(f"  python      {platform.python_version()} ({platform.python_implementation()}) on {platform.platform()}")
-    print(f"  cpus        {os.cpu_count()} (load average {', '.join(f'{x:.2f}' for x in os.getloadavg())})")
+    harness.print_header("bench/engine.py", OWN_FILES, "to the measured files")
+    print(f"  cpus        {os.cpu_count()} (load average {harness.load_average()})")
     print(f"  sqlite      {sqlite3.sqlite_version}")
-    print(f"  sqlalchemy  {_version('sqlalchemy')}")
-    print(f"  transitions {_version('transitions')}")
-    print(f"  psycopg     {_version('psycopg')}")
+    print(f"  sqlalchemy  {harness.package_version('sqlalchemy')}")
+    print(f"  transitions {harness.package_version('transitions')}")
+    print(f"  psycopg     {harness.package_version('psycopg')}")
     if postgres_url is not None:
-        try:
-            probe = create_engine(postgres_url, connect_args={"connect_timeout": 3})
-            with probe.connect() as connection:
-                print(f"  postgresql  {connection.exec_driver_sql('SHOW server_version').scalar()}")
-            probe.dispose()
-        except Exception as exc:  # noqa: BLE001 - reported again, with the skip, below
-            print(f"  postgresql  unreachable ({type(exc).__name__})")
+        print(f"  postgresql  {harness.postgres_version(postgres_url)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -565,7 +508,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer operations and repeats (a smoke run, noisier)")
     parser.add_argument("--repeats", type=int, help="repeats per variant (default 15, quick 5)")
     parser.add_argument(
-        "--postgres-url", default=DEFAULT_POSTGRES_URL, help="server for (c); a temporary database is made there"
+        "--postgres-url",
+        default=harness.DEFAULT_POSTGRES_URL,
+        help="server for (c); a temporary database is made there",
     )
     parser.add_argument("--no-postgres", action="store_true", help="skip (c)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
@@ -589,15 +534,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     elif postgres_url is None:
         print("\n(c) PostgreSQL: skipped (--no-postgres)")
-    elif (reason := postgres_unreachable(postgres_url)) is not None:
+    elif (reason := harness.postgres_unreachable(postgres_url)) is not None:
         print(f"\n(c) PostgreSQL: skipped, server unreachable at {make_url(postgres_url).render_as_string()}: {reason}")
     else:
         rows += bench_postgres(postgres_url, db_n // 2, repeats)
 
-    judged = [row for row in rows if row.passed is not None]
-    missed = [row.label for row in judged if not row.passed]
-    summary = f"\ntargets: {len(judged) - len(missed)} PASS, {len(missed)} MISS"
-    print(summary + (f" ({'; '.join(missed)})" if missed else ""))
+    missed = harness.print_targets((row.label, row.passed) for row in rows)
     return 1 if args.strict and missed else 0
 
 

@@ -49,16 +49,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import json
 import math
 import os
-import platform
 import secrets
-import shlex
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -67,28 +63,22 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 # Run as a script, this file's directory comes first on sys.path, and this file, http.py, would shadow the
 # standard library's ``http`` package for everything imported below (uvicorn, litestar, urllib): put the
-# repository root there instead, before those imports. Nothing above imports ``http``.
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-if sys.path and Path(sys.path[0] or ".").resolve() == HERE:
-    sys.path[0] = str(ROOT)
-
-# The imports below follow that fix on purpose, hence the file-wide exemption from E402:
-# ruff: noqa: E402
-import urllib.request
+# repository root there instead, before those imports, which also makes ``bench`` importable. Nothing above
+# imports ``http``; the imports below follow on purpose.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import uvicorn
 from litestar import Litestar, get, post
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import make_url, text
 
 from api.app import build_context, create_app
 from api.auth.authenticate import TOUCH_EVERY, Purpose
@@ -96,22 +86,21 @@ from api.auth.flows import Flows
 from api.passwords import hash_password, verify_password
 from api.routes import sessions as session_routes
 from api.settings import Settings
+from bench import harness
 from lifecycle import Actor, SystemClock
-from persistence import migrate, queries
+from persistence import migrate
 from persistence.database import Database
 from persistence.records import Applied
+from persistence.tokens import UserRecord
 from persistence.users import create_user
 
 OWN_FILES = ("bench/http.py", "api", "persistence", "lifecycle")
-HOST = "127.0.0.1"  # loopback only, for every server and every request
-DEFAULT_POSTGRES_URL = os.environ.get(
-    "SESSIONFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+THIS = Path(__file__).resolve()  # run again for the servers besides the API and for the fallback generator
 EVENT = "/session/%s/events/logout"
 EVENT_PATH = "/api" + EVENT  # the subject, the stubbed route, and the bare route
 IN_API_PREFIX = "/bench-in-api"  # where the bare route sits in the real application
 LOGIN_PATH = "/api/auth/login"
-TARGET = 0.6
+TARGET = harness.Target(">=", 0.6)  # the event endpoint's requests/s against the bare endpoint's
 SESSIONS_PER_USER = 500  # spread over users, so that counting a user's live sessions at login stays cheap
 MAX_SESSIONS = 400_000  # the most sessions the script will ever make
 UNBOUNDED = str(1_000_000)  # limits lifted for the benchmark: sessions per user, login attempts
@@ -162,13 +151,13 @@ def serve(app: Litestar, port: int) -> int:
     """Serve ``app`` with the uvicorn settings ``sessionflow serve`` uses."""
     uvicorn.run(
         app,
-        host=HOST,
+        host=harness.HOST,
         port=port,
         workers=1,
         log_level="warning",
         access_log=False,
         proxy_headers=True,
-        forwarded_allow_ips=HOST,
+        forwarded_allow_ips=harness.HOST,
     )
     return 0
 
@@ -178,77 +167,6 @@ SERVE_MODES: dict[str, Callable[[], Litestar]] = {
     "--serve-api-bare": api_app_with_bare_route,
     "--serve-api-stubbed": api_app_stubbed,
 }
-
-# -- processes --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Server:
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def base(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-
-def start_server(
-    stack: contextlib.ExitStack, name: str, argv: list[str], *, env: dict[str, str], port: int, log: Path
-) -> Server:
-    """Start a server in its own process group; the stack stops it, whatever happens next."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    stack.callback(stop_process, process)
-    return Server(name, process, port, log)
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT (uvicorn's graceful shutdown: the lifespan disposes the database), then SIGKILL after 10 s."""
-    if process.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGINT, 10.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)  # the group this script made for that process, by its id
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(wait)
-            return
-
-
-def wait_ready(server: Server, path: str, timeout: float = 60.0) -> None:
-    """Poll ``path`` until it answers 200; fail with the server's log if it exits or never does."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            break
-        with contextlib.suppress(OSError), urllib.request.urlopen(server.base + path, timeout=2) as response:
-            if response.status == 200:
-                return
-        time.sleep(0.1)
-    tail = server.log.read_text(errors="replace")[-2000:]
-    raise RuntimeError(f"{server.name} did not become ready on port {server.port}:\n{tail}")
-
-
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far, all its threads (Linux /proc; NaN elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime and stime, fields 14 and 15 in proc(5)
-
 
 # -- load generation --------------------------------------------------------------------------
 
@@ -341,7 +259,7 @@ class Generator:
             argv = ["wrk", f"-t{self.threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
             argv += ["-s", str(script), base, "--", mode, str(lines), str(offset), str(self.threads), template]
         else:
-            argv = [sys.executable, str(HERE / "http.py"), "--generate", base, mode, str(lines), str(offset), template]
+            argv = [sys.executable, str(THIS), "--generate", base, mode, str(lines), str(offset), template]
             argv += [str(connections), str(seconds)]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
         found = [line for line in out.stdout.splitlines() if line.startswith("BENCH ")]
@@ -354,7 +272,7 @@ def generate(argv: Sequence[str]) -> int:
     """The fallback generator's process: ``--generate BASE MODE FILE OFFSET TEMPLATE CONNECTIONS SECONDS``."""
     base, mode, path, offset, template, connections, seconds = argv
     port = int(base.rsplit(":", 1)[1])
-    host = f"{HOST}:{port}"
+    host = f"{harness.HOST}:{port}"
     requests: list[bytes] = []
     with open(path) as lines:
         for i, line in enumerate(lines):
@@ -389,7 +307,7 @@ async def _drive(port: int, requests: list[bytes], connections: int, seconds: fl
     async def client() -> None:
         nonlocal position, errors
         try:
-            reader, writer = await asyncio.open_connection(HOST, port)
+            reader, writer = await asyncio.open_connection(harness.HOST, port)
         except OSError:
             errors += 1
             return
@@ -435,25 +353,6 @@ async def _drive(port: int, requests: list[bytes], connections: int, seconds: fl
 # -- the database and its sessions ------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def temporary_postgres(url: str) -> Iterator[str]:
-    """A fresh database on the server at ``url``, dropped afterwards."""
-    if make_url(url).host not in (HOST, "localhost"):
-        raise SystemExit(f"--postgres-url must be on loopback ({HOST}), not {make_url(url).host}")
-    name = f"sessionflow_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
 class SessionPool:
     """Logged-in sessions made outside the timed blocks, one line ``<session id> <access token>`` each.
 
@@ -471,7 +370,7 @@ class SessionPool:
         self.oldest_used = 0.0  # the age, at the start of its block, of the oldest session a block was given
         self.skipped = 0  # sessions left unused because they had grown too old
         self._made_at: list[float] = []
-        self._users: list[Any] = []
+        self._users: list[UserRecord] = []
 
     def close(self) -> None:
         self.ctx.db.dispose()
@@ -483,9 +382,7 @@ class SessionPool:
     def login(self) -> Any:
         """One more logged-in session (``Issued``), its owner a bench user with fewer than 500 sessions."""
         if self.made % SESSIONS_PER_USER == 0:
-            name = f"bench-{uuid.uuid4().hex[:10]}"
-            create_user(self.ctx.db, name, None, is_admin=False, now=SystemClock().now())
-            self._users.append(queries.user_by_name(self.ctx.db, name))
+            self._users.append(harness.bench_user(self.ctx.db))
         self.made += 1
         return self.ctx.flows.login_user(self._users[-1])
 
@@ -560,7 +457,7 @@ class Plan:
 @dataclass
 class Variant:
     label: str
-    server: Server
+    server: harness.Server
     template: str
     subject: bool = False
     loads: list[Load] = field(default_factory=list)
@@ -583,7 +480,7 @@ def measure(variants: Sequence[Variant], pool: SessionPool, generator: Generator
         # Enough unused sessions for the fastest rate seen so far, with room to spare. The other servers get
         # the same lines, so the same request bytes; only the subject uses them up.
         pool.ensure(math.ceil(max(best, 500.0) * seconds * 1.6) + plan.connections + 100)
-        cpu, started = cpu_seconds(variant.server.process.pid), time.monotonic()
+        cpu, started = harness.cpu_seconds(variant.server.process.pid), time.monotonic()
         load = generator.run(
             variant.server.base,
             "event",
@@ -593,7 +490,7 @@ def measure(variants: Sequence[Variant], pool: SessionPool, generator: Generator
             connections=plan.connections,
             seconds=seconds,
         )
-        cpu = cpu_seconds(variant.server.process.pid) - cpu
+        cpu = harness.cpu_seconds(variant.server.process.pid) - cpu
         if variant.subject:
             pool.consumed(load, plan.connections, started)
             best = max(best, load.per_second)
@@ -601,16 +498,10 @@ def measure(variants: Sequence[Variant], pool: SessionPool, generator: Generator
 
     for variant in variants:
         block(variant, plan.warm_up)  # imports, compiled statements, connection pools, caches
-    for repeat in range(plan.repeats):
-        shift = repeat % len(variants)
-        for variant in (*variants[shift:], *variants[:shift]):
-            load, cpu = block(variant, plan.seconds)
-            variant.loads.append(load)
-            variant.cpu.append(cpu)
-
-
-def spread(values: Sequence[float], fmt: str) -> str:
-    return f"({min(values):{fmt}}-{max(values):{fmt}})"
+    for variant in harness.interleaved(variants, plan.repeats):
+        load, cpu = block(variant, plan.seconds)
+        variant.loads.append(load)
+        variant.cpu.append(cpu)
 
 
 def median(values: Sequence[float]) -> float:
@@ -627,6 +518,7 @@ def report(variants: Sequence[Variant], plan: Plan) -> bool:
     print("and (ranges) are the lowest and highest repeat")
     head = f"{'requests/s':>11} {'(range)':<15}{'p50 ms':>7} {'(range)':<13}{'p99 ms':>7} {'(range)':<15}"
     print(f"  {'variant':<56}{head}")
+    spread = harness.value_range
     for v in variants:
         p50, p99 = [x.p50_ms for x in v.loads], [x.p99_ms for x in v.loads]
         print(
@@ -637,11 +529,11 @@ def report(variants: Sequence[Variant], plan: Plan) -> bool:
     print(f"\n  {'requests/s against the bare endpoint, same repeat':<56}{head}")
     passed = True
     for v in variants[1:]:
-        ratios = [s / b for s, b in zip(v.rates(), baseline.rates(), strict=True)]
+        ratios = harness.per_repeat_ratios(v.rates(), baseline.rates())
         judged = result = ""
         if v is subject:
-            passed = median(ratios) >= TARGET
-            judged, result = f">= {TARGET:.2f}x", "PASS" if passed else "MISS"
+            passed = TARGET.met(median(ratios))
+            judged, result = str(TARGET), harness.verdict(passed)
         print(f"  {v.label:<56}{median(ratios):>6.2f}x {spread(ratios, '.2f'):<13}{judged:<10}{result}".rstrip())
     print("\n  each server's CPU time in those blocks (one process, so one GIL; 100% is one core; a database")
     print("  server's own processes are not counted)")
@@ -714,23 +606,24 @@ def breakdown(variants: Sequence[Variant], handler: list[tuple[str, float]]) -> 
         f"    in the server the same work took {(subject - stubbed) / alone:.1f}x as long: there several handlers"
         " at once, on worker threads, share one GIL, the database's write locks and the caches"
     )
-    budget = bare / TARGET
+    budget = bare / TARGET.bound
     print(
-        f"  {TARGET:.2f}x the bare endpoint's requests/s at the same CPU busy leaves about {budget:.3f} ms per request,"
+        f"  {TARGET.bound:.2f}x the bare endpoint's requests/s at the same CPU busy leaves about {budget:.3f} ms"
+        " per request,"
         f" {budget - bare:.3f} ms beyond the bare endpoint;"
     )
     print(f"  the API app and the event route, with their work stubbed out, already take {stubbed - bare:.3f} ms more")
 
 
 def login_phase(
-    api: Server, generator: Generator, logins: Path, *, clients: int, seconds: int, argon2: Argon2Cost
+    api: harness.Server, generator: Generator, logins: Path, *, clients: int, seconds: int, argon2: Argon2Cost
 ) -> None:
     """Real password logins for a fixed time: logins/s, latency, and the server's CPU per login."""
-    cpu = cpu_seconds(api.process.pid)
+    cpu = harness.cpu_seconds(api.process.pid)
     load = generator.run(
         api.base, "login", lines=logins, offset=0, template=LOGIN_PATH, connections=clients, seconds=seconds
     )
-    cpu = cpu_seconds(api.process.pid) - cpu
+    cpu = harness.cpu_seconds(api.process.pid) - cpu
     print(f"\nlogin: POST {LOGIN_PATH} with real passwords, {clients} clients, one {seconds} s block")
     print(f"  {'logins/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'cpu busy':>10}{'cpu ms/login':>14}  non-2xx")
     print(
@@ -749,45 +642,19 @@ def login_phase(
 # -- environment and main -------------------------------------------------------------------
 
 
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _revision() -> str:
-    try:
-        git = ["git", "-C", str(ROOT)]
-        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
-        dirty = subprocess.run([*git, "status", "--porcelain", "--", *OWN_FILES], capture_output=True, check=False)
-    except OSError:
-        return "unknown"
-    if head.returncode != 0:
-        return "unknown"
-    changed = " + uncommitted changes under " + ", ".join(OWN_FILES) if dirty.stdout.strip() else ""
-    return head.stdout.strip() + changed
-
-
 def environment(generator: Generator, database: str) -> None:
-    loop = "uvloop" if _version("uvloop") != "not installed" else "asyncio"
-    protocol = "httptools" if _version("httptools") != "not installed" else "h11"
-    print("sessionflow benchmark: bench/http.py")
-    print(f"  command     {shlex.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"  revision    {_revision()}")
-    print(f"  python      {platform.python_version()} ({platform.python_implementation()}) on {platform.platform()}")
-    print(f"  cpus        {os.cpu_count()} (load average {', '.join(f'{x:.2f}' for x in os.getloadavg())})")
-    print(f"  litestar    {_version('litestar')}")
-    print(f"  uvicorn     {_version('uvicorn')} ({protocol}, {loop} loop; 1 worker, log level warning, no access log)")
-    print(f"  sqlalchemy  {_version('sqlalchemy')}")
-    print(f"  argon2-cffi {_version('argon2-cffi')}")
+    loop = "uvloop" if harness.package_version("uvloop") != "not installed" else "asyncio"
+    protocol = "httptools" if harness.package_version("httptools") != "not installed" else "h11"
+    harness.print_header("bench/http.py", OWN_FILES, "under " + ", ".join(OWN_FILES))
+    print(f"  cpus        {os.cpu_count()} (load average {harness.load_average()})")
+    print(f"  litestar    {harness.package_version('litestar')}")
+    settings = f"{protocol}, {loop} loop; 1 worker, log level warning, no access log"
+    print(f"  uvicorn     {harness.package_version('uvicorn')} ({settings})")
+    print(f"  sqlalchemy  {harness.package_version('sqlalchemy')}")
+    print(f"  argon2-cffi {harness.package_version('argon2-cffi')}")
     print(f"  database    {database}")
     print(f"  generator   {generator.describe()}")
     print(f"  note        the generator, the four servers and this script share the {os.cpu_count()} cpus")
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # unwind through every cleanup, as Ctrl-C does
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -796,8 +663,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(SERVE_MODES[argv[0]](), int(argv[1]))
     if argv[:1] == ["--generate"]:  # the fallback load generator, in its own process
         return generate(argv[1:])
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)  # progress as it happens, even through a pipe
+    harness.line_buffered_stdout()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="shorter blocks, fewer repeats (a smoke run, noisier)")
     parser.add_argument("--repeats", type=int, help="blocks per variant (default 5, quick 3)")
@@ -805,7 +671,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections (default 8)")
     parser.add_argument("--login-clients", type=int, default=4, help="clients in the login phase (default 4)")
     parser.add_argument("--postgres", action="store_true", help="serve from a temporary PostgreSQL database")
-    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL, help="loopback server for --postgres")
+    parser.add_argument("--postgres-url", default=harness.DEFAULT_POSTGRES_URL, help="loopback server for --postgres")
     parser.add_argument("--generator", choices=("wrk", "python"), help="default: wrk if installed, else python")
     parser.add_argument("--strict", action="store_true", help="exit 1 if the target is missed")
     args = parser.parse_args(argv)
@@ -823,31 +689,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if kind == "wrk" and not shutil.which("wrk"):
         parser.error("wrk is not installed (apt-get install wrk); or use --generator python")
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    harness.interrupt_on_sigterm()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sessionflow-bench-http-")))
         generator = Generator(kind, workdir)
         if args.postgres:
-            url = stack.enter_context(temporary_postgres(args.postgres_url))
+            url = stack.enter_context(harness.temporary_postgres(args.postgres_url))
             database = f"PostgreSQL, a temporary database on {make_url(url).host}:{make_url(url).port or 5432}"
         else:
             url = f"sqlite:///{workdir / 'bench.db'}"
             database = f"SQLite {sqlite3.sqlite_version}, a temporary file (WAL, synchronous=NORMAL)"
         environment(generator, database)
         passed = run(stack, args, generator, url, plan)
-    print(f"\ntarget: {'PASS' if passed else 'MISS'} (event endpoint >= {TARGET:.2f}x the bare endpoint's requests/s)")
+    print(f"\ntarget: {harness.verdict(passed)} (event endpoint {TARGET} the bare endpoint's requests/s)")
     return 1 if args.strict and not passed else 0
 
 
 def run(stack: contextlib.ExitStack, args: argparse.Namespace, generator: Generator, url: str, plan: Plan) -> bool:
     """Set up the database and the servers, measure, report; the stack undoes all of it."""
     workdir = generator.workdir
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONFLOW_")}
+    env = harness.sessionflow_env(url, secrets.token_urlsafe(48))
     env |= {
-        "SESSIONFLOW_DATABASE_URL": url,
-        "SESSIONFLOW_JWT_SECRET": secrets.token_urlsafe(48),  # shared by the servers and the session maker
-        "SESSIONFLOW_LOG_LEVEL": "warning",
         # Lifted for the benchmark: thousands of live sessions per user, logins as fast as argon2 allows.
         "SESSIONFLOW_MAX_SESSIONS_PER_USER": UNBOUNDED,
         "SESSIONFLOW_LOGIN_LIMIT_PER_USER": UNBOUNDED,
@@ -861,21 +724,21 @@ def run(stack: contextlib.ExitStack, args: argparse.Namespace, generator: Genera
     logins = workdir / "logins.txt"
     argon2 = login_user_file(env, logins, args.login_clients)
 
-    python, this = sys.executable, str(HERE / "http.py")
-    servers: list[Server] = []
+    python, this = sys.executable, str(THIS)
+    servers: list[harness.Server] = []
     for name, argv in (
-        ("sessionflow", [python, "-m", "api.cli", "serve", "--host", HOST, "--port"]),
+        ("sessionflow", [python, "-m", "api.cli", "serve", "--host", harness.HOST, "--port"]),
         ("bare litestar", [python, this, "--serve-bare"]),
         ("sessionflow app + bare route", [python, this, "--serve-api-bare"]),
         ("sessionflow app, event route stubbed", [python, this, "--serve-api-stubbed"]),
     ):
-        port = free_port()
+        port = harness.free_port()
         log = workdir / f"server-{len(servers)}.log"
-        servers.append(start_server(stack, name, [*argv, str(port)], env=env, port=port, log=log))
+        servers.append(harness.start_server(stack, name, [*argv, str(port)], env=env, port=port, log=log))
     pool = SessionPool(env, workdir / "sessions.txt")
     stack.callback(pool.close)
     for server in servers:
-        wait_ready(server, "/health" if server.name == "bare litestar" else "/api/health")
+        harness.wait_ready(server, "/health" if server.name == "bare litestar" else "/api/health")
 
     api, bare, api_bare, stubbed = servers
     variants = [

@@ -49,47 +49,36 @@ import sys
 from pathlib import Path
 
 # Run as a script, this file's directory comes first on sys.path, where bench/http.py would shadow the
-# standard library's ``http`` package for everything imported below: put the repository root there instead.
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-if sys.path and Path(sys.path[0] or ".").resolve() == HERE:
-    sys.path[0] = str(ROOT)
+# standard library's ``http`` package for everything imported below: put the repository root there instead,
+# which also makes ``bench`` importable. The imports below follow on purpose.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-# The imports below follow that fix on purpose, hence the file-wide exemption from E402:
-# ruff: noqa: E402
 import argparse
 import asyncio
 import contextlib
-import io
 import itertools
 import json
 import math
 import os
-import platform
 import queue
 import re
 import resource
 import secrets
-import shlex
 import shutil
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 from typing import Any
 
-from sqlalchemy import create_engine, func, make_url, select, text
+from sqlalchemy import func, select
 from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -98,17 +87,13 @@ from websockets.frames import Frame, Opcode
 from api.app import build_context
 from api.protocol import BY_CODE
 from api.settings import Settings
-from lifecycle import SystemClock
-from persistence import migrate, queries
+from bench import harness
+from persistence import migrate
 from persistence.database import Database
 from persistence.models import Connection
-from persistence.users import create_user
 
 OWN_FILES = ("bench/ws.py", "api", "persistence", "lifecycle")
-HOST = "127.0.0.1"  # loopback only, for every server and every connection
-DEFAULT_POSTGRES_URL = os.environ.get(
-    "SESSIONFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+THIS = Path(__file__).resolve()  # run again for each capacity client
 CAPACITY_TARGET = 10_000
 P99_ONE_WORKER_MS = 100.0
 P99_CROSS_WORKER_MS = 500.0
@@ -161,106 +146,20 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-def stop_process(process: subprocess.Popen[Any]) -> None:
-    """SIGINT (uvicorn's graceful shutdown), then SIGKILL after 10 s, to the group this script created."""
-    if process.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGINT, 10.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(wait)
-            return
-
-
-@dataclass
-class Server:
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-
-
-def start_server(stack: contextlib.ExitStack, name: str, env: dict[str, str], log: Path) -> Server:
-    """``sessionflow serve`` (one worker) in its own process group; the stack stops it, whatever happens next."""
-    port = free_port()
-    argv = [sys.executable, "-m", "api.cli", "serve", "--host", HOST, "--port", str(port), "--workers", "1"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    stack.callback(stop_process, process)
-    server = Server(name, process, port, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        with contextlib.suppress(OSError), urllib.request.urlopen(f"http://{HOST}:{port}/api/health", timeout=2) as r:
-            if r.status == 200:
-                return server
-        time.sleep(0.1)
-    raise RuntimeError(f"{name} did not become ready on port {port}:\n{server.tail()}")
+def start_worker(stack: contextlib.ExitStack, name: str, env: dict[str, str], log: Path) -> harness.Server:
+    """``sessionflow serve`` (one worker), ready; the stack stops it, whatever happens next."""
+    port = harness.free_port()
+    argv = [sys.executable, "-m", "api.cli", "serve", "--host", harness.HOST, "--port", str(port), "--workers", "1"]
+    server = harness.start_server(stack, name, argv, env=env, port=port, log=log)
+    harness.wait_ready(server, "/api/health")
+    return server
 
 
 # -- databases and sessions -----------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def temporary_postgres(url: str) -> Iterator[str]:
-    """A fresh database on the loopback server at ``url``, dropped afterwards."""
-    if make_url(url).host not in (HOST, "localhost"):
-        raise SystemExit(f"--postgres-url must be on loopback ({HOST}), not {make_url(url).host}")
-    name = f"sessionflow_bench_ws_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
-def postgres_unreachable(url: str) -> str | None:
-    try:
-        probe = create_engine(url, connect_args={"connect_timeout": 3})
-        with probe.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        probe.dispose()
-    except Exception as exc:  # noqa: BLE001 - any failure means "skip", with the reason printed
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    return None
-
-
 def server_env(url: str, secret: str, heartbeat: float, per_session: int, per_address: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONFLOW_")}
-    return env | {
-        "SESSIONFLOW_DATABASE_URL": url,
-        "SESSIONFLOW_JWT_SECRET": secret,  # shared by every worker and by the session maker here
-        "SESSIONFLOW_LOG_LEVEL": "warning",
+    return harness.sessionflow_env(url, secret) | {
         "SESSIONFLOW_WS_HEARTBEAT_INTERVAL": f"{heartbeat:g}",
         "SESSIONFLOW_WS_MAX_CONNECTIONS_PER_SESSION": str(per_session),
         "SESSIONFLOW_WS_MAX_CONNECTIONS_PER_ADDRESS": str(per_address),
@@ -278,9 +177,7 @@ def make_sessions(env: dict[str, str], count: int, per_user: int = 500) -> tuple
         user = None
         for i in range(count):
             if i % per_user == 0:
-                name = f"bench-{uuid.uuid4().hex[:10]}"
-                create_user(ctx.db, name, None, is_admin=False, now=SystemClock().now())
-                user = queries.user_by_name(ctx.db, name)
+                user = harness.bench_user(ctx.db)
             assert user is not None
             issued = ctx.flows.login_user(user)
             made.append((str(issued.session_id), issued.access_token))
@@ -330,7 +227,7 @@ class Fleet:
     """
 
     def __init__(self, port: int, tokens: list[str], *, window: int, budget: float, compression: bool) -> None:
-        self.uri = f"ws://{HOST}:{port}/api/ws"
+        self.uri = f"ws://{harness.HOST}:{port}/api/ws"
         self.tokens = tokens
         self.gate = asyncio.Semaphore(window)
         self.compression = compression
@@ -517,22 +414,23 @@ class Client:
                 break
             if line.startswith(kind + " "):
                 return dict(json.loads(line[len(kind) + 1 :]))
-        tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-        raise RuntimeError(f"client {self.process.pid}: no {kind} within {timeout:.0f} s:\n{tail}")
+        raise RuntimeError(
+            f"client {self.process.pid}: no {kind} within {timeout:.0f} s:\n{harness.log_tail(self.log)}"
+        )
 
 
 def start_client(stack: contextlib.ExitStack, argv: list[str], log: Path) -> Client:
     with log.open("wb") as err:
         process = subprocess.Popen(
-            [sys.executable, str(HERE / "ws.py"), "--client", *argv],
-            cwd=ROOT,
+            [sys.executable, str(THIS), "--client", *argv],
+            cwd=harness.ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
             start_new_session=True,
         )
-    stack.callback(stop_process, process)
+    stack.callback(harness.stop_process, process)
     stack.callback(lambda: process.stdin.close() if process.stdin else None)  # EOF: the client exits
     return Client(process, log)
 
@@ -562,9 +460,9 @@ class Http:
     async def post(self, path: str, token: str) -> tuple[int, float]:
         """Send; return the status and the perf_counter() just before the request was written."""
         if self.stream is None:
-            self.stream = await asyncio.open_connection(HOST, self.port)
+            self.stream = await asyncio.open_connection(harness.HOST, self.port)
         reader, writer = self.stream
-        request = f"POST {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\nAuthorization: Bearer {token}\r\n"
+        request = f"POST {path} HTTP/1.1\r\nHost: {harness.HOST}:{self.port}\r\nAuthorization: Bearer {token}\r\n"
         request += "Content-Length: 0\r\n\r\n"
         sent = time.perf_counter()
         writer.write(request.encode())
@@ -605,7 +503,7 @@ async def logout_samples(
     ws_port: int, targets: Sequence[int], sessions: Sequence[tuple[str, str]], k: int, compression: bool
 ) -> list[Sample]:
     """For each session in turn: K connections on ``ws_port``, then a logout to ``targets[i % len(targets)]``."""
-    uri = f"ws://{HOST}:{ws_port}/api/ws"
+    uri = f"ws://{harness.HOST}:{ws_port}/api/ws"
     https = [Http(port) for port in targets]
     options: dict[str, Any] = {"compression": "deflate" if compression else None, "ping_interval": None}
     samples: list[Sample] = []
@@ -702,10 +600,6 @@ class Judged:
     shown: str
     target: str
     passed: bool | None  # None: not judged (and why is in ``shown``)
-
-
-def verdict(passed: bool | None) -> str:
-    return "" if passed is None else "PASS" if passed else "MISS"
 
 
 class Profile:
@@ -836,7 +730,7 @@ class Capacity:
         self.tokens = self.workdir / "capacity-tokens.txt"
         self.tokens.touch(mode=0o600)
         self.tokens.write_text("".join(f"{token}\n" for _, token in sessions))
-        self.server = start_server(self.stack, "capacity server", env, self.workdir / "capacity-server.log")
+        self.server = start_worker(self.stack, "capacity server", env, self.workdir / "capacity-server.log")
         print(
             f"  settings    heartbeat interval {plan.heartbeat:g} s (the server pings every connection that often and"
             f" drops it after 3 missed pongs); hold {plan.hold:g} s after the ramp"
@@ -899,15 +793,15 @@ class Capacity:
         for client in self.clients:
             client.expect("MARKED", 30)
         pids = [client.process.pid for client in self.clients]
-        cpu0, clients0, wall0 = cpu_seconds(pid), sum(cpu_seconds(p) for p in pids), time.monotonic()
+        cpu0, clients0, wall0 = harness.cpu_seconds(pid), sum(harness.cpu_seconds(p) for p in pids), time.monotonic()
         profile = Profile(pid, plan.hold - 2, self.workdir / "server.pyspy.txt") if plan.profile else None
         time.sleep(plan.hold)
         for client in self.clients:
             client.send("status 2")
         held = [client.expect("STATUS", 60) for client in self.clients]
         elapsed = time.monotonic() - wall0
-        cpu = (cpu_seconds(pid) - cpu0) / elapsed
-        clients_cpu = (sum(cpu_seconds(p) for p in pids) - clients0) / elapsed
+        cpu = (harness.cpu_seconds(pid) - cpu0) / elapsed
+        clients_cpu = (sum(harness.cpu_seconds(p) for p in pids) - clients0) / elapsed
         rss_full, fds_full = rss_bytes(pid), open_fds(pid)
         rows_open, rows_beating = connection_rows(self.url, 1.5 * plan.heartbeat)
         still_open = sum(h["open"] for h in held)
@@ -1052,7 +946,7 @@ def logout_one_worker(stack: contextlib.ExitStack, workdir: Path, plan: Plan) ->
         f"\n(b) logout to close, one worker, SQLite: {plan.samples} sessions x {k} connections, one session at a time"
     )
     sessions, _ = make_sessions(env, plan.samples + warmup)
-    server = start_server(stack, "logout server", env, workdir / "logout-server.log")
+    server = start_worker(stack, "logout server", env, workdir / "logout-server.log")
     samples = asyncio.run(logout_samples(server.port, [server.port], sessions, k, plan.compression))[warmup:]
     judged = describe_latency(
         "(b) one worker: connections and logout on the same worker", samples, k, P99_ONE_WORKER_MS
@@ -1063,20 +957,20 @@ def logout_one_worker(stack: contextlib.ExitStack, workdir: Path, plan: Plan) ->
 
 def logout_two_workers(stack: contextlib.ExitStack, workdir: Path, plan: Plan, postgres_url: str) -> Judged:
     k, warmup = plan.per_session, 4
-    with temporary_postgres(postgres_url) as url:
+    with harness.temporary_postgres(postgres_url, prefix="sessionflow_bench_ws") as url:
         env = server_env(url, secrets.token_urlsafe(48), plan.heartbeat, k, 4 * k + 100)
         print(
             f"\n(c) logout to close across two workers, PostgreSQL: {2 * plan.samples} sessions x {k} connections,"
             " all on worker A; logouts alternate between worker B (judged) and worker A (shown)"
         )
         sessions, _ = make_sessions(env, 2 * plan.samples + warmup)
-        a = start_server(stack, "worker A", env, workdir / "worker-a.log")
-        b = start_server(stack, "worker B", env, workdir / "worker-b.log")
+        a = start_worker(stack, "worker A", env, workdir / "worker-a.log")
+        b = start_worker(stack, "worker B", env, workdir / "worker-b.log")
         try:
             samples = asyncio.run(logout_samples(a.port, [b.port, a.port], sessions, k, plan.compression))[warmup:]
         finally:
-            stop_process(a.process)  # before the database is dropped
-            stop_process(b.process)
+            harness.stop_process(a.process)  # before the database is dropped
+            harness.stop_process(b.process)
     cross = [s for s in samples if s.target == 0]
     same = [s for s in samples if s.target == 1]
     judged = describe_latency(
@@ -1088,26 +982,6 @@ def logout_two_workers(stack: contextlib.ExitStack, workdir: Path, plan: Plan, p
 
 
 # -- environment and main -------------------------------------------------------------------------
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _revision() -> str:
-    try:
-        git = ["git", "-C", str(ROOT)]
-        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
-        dirty = subprocess.run([*git, "status", "--porcelain", "--", *OWN_FILES], capture_output=True, check=False)
-    except OSError:
-        return "unknown"
-    if head.returncode != 0:
-        return "unknown"
-    changed = " + uncommitted changes under " + " ".join(OWN_FILES) if dirty.stdout.strip() else ""
-    return head.stdout.strip() + changed
 
 
 def _read(path: str) -> str:
@@ -1122,28 +996,18 @@ def environment(limits: FdLimits, plan: Plan, postgres_url: str | None) -> None:
     ports = _read("/proc/sys/net/ipv4/ip_local_port_range").split()
     ephemeral = int(ports[1]) - int(ports[0]) + 1 if len(ports) == 2 else 0
     ws_impl = getattr(AutoWebSocketsProtocol, "__name__", "none")
-    print("sessionflow benchmark: bench/ws.py")
-    print(f"  command     {shlex.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"  revision    {_revision()}")
-    print(f"  python      {platform.python_version()} ({platform.python_implementation()}) on {platform.platform()}")
-    print(
-        f"  machine     {os.cpu_count()} cpus (load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}),"
-        f" {int(memory) / 2**20:.1f} GiB memory"
+    harness.print_header("bench/ws.py", OWN_FILES, "under " + " ".join(OWN_FILES))
+    load = harness.load_average()
+    print(f"  machine     {os.cpu_count()} cpus (load average {load}), {int(memory) / 2**20:.1f} GiB memory")
+    loop = "uvloop" if harness.package_version("uvloop") != "not installed" else "asyncio"
+    litestar, uvicorn, websockets, sqlalchemy, psycopg = map(
+        harness.package_version, ("litestar", "uvicorn", "websockets", "sqlalchemy", "psycopg")
     )
-    loop = "uvloop" if _version("uvloop") != "not installed" else "asyncio"
-    print(
-        f"  litestar    {_version('litestar')}; uvicorn {_version('uvicorn')} ({ws_impl}, {loop} loop, 1 worker each)"
-    )
-    print(f"  websockets  {_version('websockets')} (server protocol and client); sqlalchemy {_version('sqlalchemy')}")
-    print(f"  sqlite      {sqlite3.sqlite_version}; psycopg {_version('psycopg')}")
+    print(f"  litestar    {litestar}; uvicorn {uvicorn} ({ws_impl}, {loop} loop, 1 worker each)")
+    print(f"  websockets  {websockets} (server protocol and client); sqlalchemy {sqlalchemy}")
+    print(f"  sqlite      {sqlite3.sqlite_version}; psycopg {psycopg}")
     if postgres_url is not None:
-        try:
-            probe = create_engine(postgres_url, connect_args={"connect_timeout": 3})
-            with probe.connect() as connection:
-                print(f"  postgresql  {connection.exec_driver_sql('SHOW server_version').scalar()}")
-            probe.dispose()
-        except Exception as exc:  # noqa: BLE001 - reported again, with the skip, below
-            print(f"  postgresql  unreachable ({type(exc).__name__})")
+        print(f"  postgresql  {harness.postgres_version(postgres_url)}")
     (soft, hard), (new_soft, _) = limits.found, limits.set_to
     raised = f"raised the soft limit to {new_soft}" if new_soft != soft else "no raise needed (soft = hard)"
     print(f"  fd limit    RLIMIT_NOFILE found soft {soft}, hard {hard}; {raised}; subprocesses inherit it")
@@ -1155,14 +1019,10 @@ def environment(limits: FdLimits, plan: Plan, postgres_url: str | None) -> None:
     )
     print(
         f"  ports       ephemeral range {' to '.join(ports)} ({ephemeral:,} ports): {plan.connections:,} connections"
-        f" from {HOST} to one port {'fit' if plan.connections < ephemeral else 'DO NOT fit'};"
+        f" from {harness.HOST} to one port {'fit' if plan.connections < ephemeral else 'DO NOT fit'};"
         f" somaxconn {_read('/proc/sys/net/core/somaxconn')}, uvicorn backlog 2048"
     )
     print(f"  note        the clients, the servers and this script share the {os.cpu_count()} cpus; loopback only")
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # unwind through every cleanup, as Ctrl-C does
 
 
 def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Plan]:
@@ -1178,7 +1038,11 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Plan]:
     add("--samples", type=int, help="sessions logged out in (b), and per worker in (c) (default 100, quick 30)")
     add("--per-session", type=int, default=10, help="connections per logged-out session (default 10)")
     add("--no-compression", action="store_true", help="clients do not offer permessage-deflate")
-    add("--postgres-url", default=DEFAULT_POSTGRES_URL, help="loopback server for (c); a temporary database is made")
+    add(
+        "--postgres-url",
+        default=harness.DEFAULT_POSTGRES_URL,
+        help="loopback server for (c); a temporary database is made",
+    )
     add("--no-postgres", action="store_true", help="skip (c)")
     add("--only", choices=("capacity", "logout", "cross"), action="append", help="run only these parts")
     add("--profile", action="store_true", help="sample the server with py-spy during the hold of (a)")
@@ -1220,8 +1084,7 @@ def part() -> Iterator[tuple[contextlib.ExitStack, Path]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)  # progress as it happens, even through a pipe
+    harness.line_buffered_stdout()
     if argv[:1] == ["--client"]:  # a capacity client's own process
         return client_main(argv[1:8])
     args, plan = parse(argv)
@@ -1234,7 +1097,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nfd limit {soft} is below what (a) needs; raise the hard limit (ulimit -Hn, prlimit) or open fewer")
         return 2
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    harness.interrupt_on_sigterm()
     judged: list[Judged] = []
     if "capacity" in parts:
         with part() as (stack, workdir):
@@ -1244,7 +1107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             judged.append(logout_one_worker(stack, workdir, plan))
     if "cross" in parts and postgres_url is None:
         print("\n(c) across workers: skipped (--no-postgres)")
-    elif "cross" in parts and (reason := postgres_unreachable(postgres_url)) is not None:
+    elif "cross" in parts and (reason := harness.postgres_unreachable(postgres_url)) is not None:
         print(f"\n(c) across workers: skipped, PostgreSQL unreachable: {reason}")
     elif "cross" in parts:
         with part() as (stack, workdir):
@@ -1253,10 +1116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\ntargets")
     width = max((len(row.shown) for row in judged), default=0) + 2
     for row in judged:
-        print(f"  {row.label:<56}{row.shown:<{width}}{row.target:<12}{verdict(row.passed)}".rstrip())
-    missed = [row.label for row in judged if row.passed is False]
-    passed = sum(1 for row in judged if row.passed)
-    print(f"\ntargets: {passed} PASS, {len(missed)} MISS" + (f" ({'; '.join(missed)})" if missed else ""))
+        print(f"  {row.label:<56}{row.shown:<{width}}{row.target:<12}{harness.verdict(row.passed)}".rstrip())
+    missed = harness.print_targets((row.label, row.passed) for row in judged)
     return 1 if args.strict and missed else 0
 
 
