@@ -30,6 +30,7 @@ from api.auth.keys import load_keys
 from api.auth.oidc import from_settings as oidc_from_settings
 from api.auth.tokens import AccessTokens
 from api.context import AppContext, provide_ctx
+from api.heartbeats import Heartbeats
 from api.routes.admin import AdminController
 from api.routes.auth import AuthController
 from api.routes.lifecycle import LifecycleController
@@ -42,6 +43,8 @@ from persistence.database import Database
 from persistence.service import TransitionService
 
 log = logging.getLogger("sessionflow.app")
+
+SESSION_TOUCH_EVERY = 60.0  # pongs push the session's idle timeout back at most this often (or a quarter of it)
 
 # Per process: what must run before the server closes sockets on shutdown (each app's
 # live WebSockets close with 1001 and are recorded). See api/server.py.
@@ -88,6 +91,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
     oidc = oidc_from_settings(settings, ctx.db, ctx.service.clock)
     hub = fanout.Hub()
     live = Live(worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+    heartbeats = Heartbeats(
+        ctx.service,
+        every=settings.ws_heartbeat_interval.total_seconds() / 2,
+        session_touch_every=min(SESSION_TOUCH_EVERY, settings.session_idle_timeout.total_seconds() / 4),
+    )
     if ctx.db.is_postgresql:
         fanout.install_postgres_notify(ctx.service)
     else:
@@ -98,7 +106,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         hub.bind(asyncio.get_running_loop())
         observability.SESSIONS_BY_STATE.attach(ctx.db)
         stop = asyncio.Event()
-        tasks = []
+        tasks = [asyncio.create_task(heartbeats.run())]
         if run_sweeper:
             tasks.append(asyncio.create_task(sweep_periodically(ctx.service, settings.sweep_interval.total_seconds())))
         if ctx.db.is_postgresql:
@@ -130,7 +138,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             observability.MetricsController,
         ],
         dependencies={"ctx": Provide(provide_ctx, sync_to_thread=False)},
-        state=State({"ctx": ctx, "oidc": oidc, "hub": hub, "live": live}),
+        state=State({"ctx": ctx, "oidc": oidc, "hub": hub, "live": live, "heartbeats": heartbeats}),
         lifespan=[lifespan],
         plugins=[ProblemDetailsPlugin(problems.config())],
         exception_handlers={Exception: problems.internal_error},

@@ -28,16 +28,15 @@ from api.auth.authenticate import Principal, Purpose
 from api.auth.errors import AuthError, InvalidCredentials
 from api.context import AppContext
 from api.fanout import RESYNC, Hub, TransitionEvent
+from api.heartbeats import Heartbeats
 from lifecycle import Actor, EventRefused, SessionState
 from persistence import connections, queries, tokens
-from persistence.bindings import SESSIONS
 from persistence.errors import InstanceNotFound, PersistenceError, StoreUnavailable
 
 log = logging.getLogger("sessionflow.ws")
 
 MAX_MESSAGE = 16 * 1024  # bytes of text; reauth tokens are at most 4 KiB
 TOKEN_WARNING = 60.0  # seconds before the credential expires that token_expiring is sent
-SESSION_TOUCH_EVERY = 60.0  # pongs push the session's idle timeout back at most this often (or a quarter of it)
 S = SessionState
 
 # Auth error codes -> close codes (DESIGN 7). Anything else a credential can fail with is 4401.
@@ -91,11 +90,14 @@ def close_code_for(error: Exception) -> tuple[int, str]:
 class Connection:
     """One WebSocket, from accept to the recorded close."""
 
-    def __init__(self, socket: WebSocket[Any, Any, State], ctx: AppContext, hub: Hub, live: Live) -> None:
+    def __init__(
+        self, socket: WebSocket[Any, Any, State], ctx: AppContext, hub: Hub, live: Live, heartbeats: Heartbeats
+    ) -> None:
         self.socket = socket
         self.ctx = ctx
         self.hub = hub
         self.live = live
+        self.heartbeats = heartbeats
         settings = ctx.settings
         self.interval = settings.ws_heartbeat_interval.total_seconds()
         self.address = socket.client.host if socket.client else "unknown"
@@ -104,7 +106,6 @@ class Connection:
         self.last_seq = 0
         self.credential_expires = 0.0  # monotonic deadline
         self.closed = False
-        self._session_touched = 0.0
         self._opened_at = time.monotonic()
         self._closing: tuple[int, str, bool] | None = None
 
@@ -140,6 +141,8 @@ class Connection:
             if queue is not None and self.session_id is not None:
                 self.hub.unsubscribe(self.session_id, queue)
             self.live.connections.discard(self)
+            if self.id is not None:
+                self.heartbeats.forget(self.id)
             if counted:
                 self.live.per_address[self.address] -= 1
 
@@ -310,7 +313,7 @@ class Connection:
             data = None
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "pong":
-            await self._pong()
+            self._pong()
             return True
         if kind == "reauth" and isinstance(data, dict) and isinstance(data.get("access_token"), str):
             await self._reauth(data["access_token"])
@@ -318,32 +321,15 @@ class Connection:
         await self._finish(4400, "malformed message: expected JSON with type pong or reauth", clean=True)
         return False
 
-    def _heartbeat(self) -> bool:
-        """A pong: the connection is alive, and a live connection is activity for its session's idle timer.
-
-        Returns False when the store says the connection already ended (a sweeper dropped it).
-        """
+    def _pong(self) -> None:
+        """The connection is alive, which is activity for its session: the worker's next flush records it."""
         assert self.id is not None
         assert self.session_id is not None
-        every = min(SESSION_TOUCH_EVERY, self.ctx.settings.session_idle_timeout.total_seconds() / 4)
-        touch_session = time.monotonic() - self._session_touched >= every
-        with self.ctx.service.transaction() as tx:
-            alive = connections.heartbeat(tx, self.id)
-            if alive and touch_session:
-                tx.touch(SESSIONS, self.session_id)
-        if alive and touch_session:
-            self._session_touched = time.monotonic()
-        return alive
+        self.heartbeats.beat(self.id, self.session_id, self._heartbeat_lost)
 
-    async def _pong(self) -> None:
-        try:
-            alive = await asyncio.to_thread(self._heartbeat)
-        except StoreUnavailable:
-            # A busy store must not cost a live connection: the next pong records the heartbeat.
-            log.warning("could not record a heartbeat of connection %s; the next pong will", self.id)
-            return
-        if not alive:
-            await self._finish(4504, "heartbeat timeout", clean=False)
+    async def _heartbeat_lost(self) -> None:
+        """The store already ended this connection (a sweeper found its heartbeats missing)."""
+        await self._finish(4504, "heartbeat timeout", clean=False)
 
     async def _reauth(self, token: str) -> None:
         try:
@@ -405,7 +391,7 @@ class Connection:
         await self._finish(refusal.code, reason, clean=True)
 
     async def _finish(self, code: int, reason: str, *, clean: bool, send: bool = True) -> None:
-        if self.closed and self._closing is not None:
+        if self._closing is not None:  # already closing: from the loop, a shutdown or a lost heartbeat
             return
         self._closing = (code, reason, clean)
         if send:
@@ -451,4 +437,5 @@ async def ws_endpoint(socket: WebSocket[Any, Any, State], ctx: NamedDependency[A
     """The session's live channel: welcome, transitions, heartbeats, reauth; refusals are close codes."""
     hub: Hub = socket.app.state.hub
     live: Live = socket.app.state.live
-    await Connection(socket, ctx, hub, live).run()
+    heartbeats: Heartbeats = socket.app.state.heartbeats
+    await Connection(socket, ctx, hub, live, heartbeats).run()

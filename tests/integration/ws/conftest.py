@@ -332,7 +332,7 @@ class Server:
         c = ConnectionRow.__table__.c
         with self.db.engine.connect() as connection:
             row = connection.execute(
-                select(c.state, c.close_code, c.close_reason, c.session_id, c.worker_id).where(
+                select(c.state, c.close_code, c.close_reason, c.session_id, c.worker_id, c.last_heartbeat_at).where(
                     c.id == uuid.UUID(connection_id)
                 )
             ).one()

@@ -8,11 +8,12 @@ promptly: here, within one second.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
-from tests.integration.ws.conftest import Server, Servers, expect_close, recv_type
+from tests.integration.ws.conftest import Server, Servers, abort, expect_close, recv_type
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -93,3 +94,27 @@ def test_two_tabs_on_two_workers_share_one_session_state(workers: tuple[Server, 
         assert b.logout(login).status_code == 200
         expect_close(on_a, 4410, timeout=PROMPTLY)
     assert a.state(login.session_id) == "closed"
+
+
+def test_a_dead_workers_connection_is_dropped_by_a_surviving_worker(make_server: Servers, postgres_url: str) -> None:
+    """SIGKILL the worker holding a connection: nobody closes it, so after three missed heartbeat intervals the
+    survivor's sweeper marks it dropped, the session drops with it, and the grace period returns it to active."""
+    env = {"WS_HEARTBEAT_INTERVAL": "0.3", "SWEEP_INTERVAL": "0.2", "SESSION_RECONNECT_GRACE": "0.5"}
+    servers = make_server.many({"dying": env, "survivor": env}, database_url=postgres_url)
+    dying, survivor = servers["dying"], servers["survivor"]
+    login = survivor.login()
+    with dying.connect(login) as ws:
+        connection_id = recv_type(ws, "welcome")["connection_id"]
+        for _ in range(2):  # a pong or two, flushed to the store by the worker that is about to die
+            recv_type(ws, "ping", skip=())
+            ws.send(json.dumps({"type": "pong"}))
+        time.sleep(0.3)
+        assert survivor.connection(connection_id)["last_heartbeat_at"] is not None
+        assert dying.process is not None
+        dying.process.kill()
+        dying.process.wait(timeout=10)
+        abort(ws)
+    row = survivor.wait_connection(connection_id, "dropped", timeout=5)
+    assert row["worker_id"] != ""
+    survivor.wait_state(login.session_id, "session_active", timeout=5)
+    assert survivor.events(login.session_id)[-3:] == ["connect", "drop", "grace_elapsed"]

@@ -1,0 +1,111 @@
+"""Pongs, written to the store in batches.
+
+A pong proves its connection alive and counts as activity for its session's
+idle timer. Written one transaction and one thread hop per pong, heartbeats
+were most of a worker's load with many connections (``bench/ws.py``). Here a
+connection only notes its pong; every half heartbeat interval the worker
+writes all pongs noted since, a chunk of connections per transaction, and
+touches each session at most once per ``session_touch_every``.
+
+The delay stays well inside the store's heartbeat timer: a pong at ``t`` is
+recorded by ``t + interval / 2``, the next by ``t + 1.5 * interval``, and the
+timer runs three intervals from each record. A connection the store no longer
+holds open (a sweeper dropped it) is told through its ``on_ended`` callback.
+When the store is unavailable the pongs wait for the next flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from persistence import connections
+from persistence.bindings import SESSIONS
+from persistence.errors import StoreUnavailable
+from persistence.service import TransitionService
+
+log = logging.getLogger("sessionflow.ws")
+
+CHUNK = 200  # connections per write transaction: keeps SQLite's write lock short for other writers
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    session_id: uuid.UUID
+    on_ended: Callable[[], Awaitable[None]]
+
+
+class Heartbeats:
+    """This worker's pongs since the last flush, keyed by connection id."""
+
+    def __init__(self, service: TransitionService, *, every: float, session_touch_every: float) -> None:
+        self.service = service
+        self.every = every
+        self.session_touch_every = session_touch_every
+        self._pending: dict[uuid.UUID, Beat] = {}
+        self._session_touched: dict[uuid.UUID, float] = {}  # session id -> monotonic time of the last touch
+
+    def beat(self, connection_id: uuid.UUID, session_id: uuid.UUID, on_ended: Callable[[], Awaitable[None]]) -> None:
+        """Note a pong; it reaches the store with the next flush."""
+        self._pending[connection_id] = Beat(session_id, on_ended)
+
+    def forget(self, connection_id: uuid.UUID) -> None:
+        """The connection ended: a pong still waiting is no longer news."""
+        self._pending.pop(connection_id, None)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def run(self) -> None:
+        """Flush every ``every`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(self.every)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write every pong noted so far; call back the connections the store says have ended."""
+        batch, self._pending = self._pending, {}
+        items = list(batch.items())
+        for start in range(0, len(items), CHUNK):
+            chunk = items[start : start + CHUNK]
+            try:
+                ended = await asyncio.to_thread(self._write, chunk)
+            except StoreUnavailable:
+                log.warning("could not record %d heartbeats; retrying with the next flush", len(items) - start)
+                for connection_id, beat in items[start:]:
+                    self._pending.setdefault(connection_id, beat)  # a newer pong keeps its place
+                return
+            except Exception:
+                log.exception("recording %d heartbeats failed; they are dropped", len(chunk))
+                continue
+            for beat in ended:
+                await beat.on_ended()
+        self._prune()
+
+    def _write(self, chunk: list[tuple[uuid.UUID, Beat]]) -> list[Beat]:
+        """One transaction: each connection's heartbeat, and a touch for each session that is due one."""
+        now = time.monotonic()
+        ended: list[Beat] = []
+        touched: list[uuid.UUID] = []
+        with self.service.transaction() as tx:
+            for connection_id, beat in chunk:
+                if not connections.heartbeat(tx, connection_id):
+                    ended.append(beat)
+                    continue
+                last = self._session_touched.get(beat.session_id)
+                if (last is None or now - last >= self.session_touch_every) and beat.session_id not in touched:
+                    tx.touch(SESSIONS, beat.session_id)
+                    touched.append(beat.session_id)
+        self._session_touched.update(dict.fromkeys(touched, now))  # only once the transaction committed
+        return ended
+
+    def _prune(self) -> None:
+        """Forget touch times too old to matter, so the map does not grow with every session ever seen."""
+        cutoff = time.monotonic() - self.session_touch_every
+        for session_id in [sid for sid, at in self._session_touched.items() if at < cutoff]:
+            del self._session_touched[session_id]
