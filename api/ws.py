@@ -178,17 +178,29 @@ class Connection:
         if not ticket.startswith(tokens.TICKET_PREFIX) or len(ticket) > 128:
             raise InvalidCredentials("that is not a ticket", code="ticket_invalid")
         with self.ctx.service.transaction() as tx:
-            status, session_id = tokens.consume_ticket(tx, ticket)
-        if status is tokens.TicketStatus.EXPIRED:
+            redeemed = tokens.consume_ticket(tx, ticket)
+        if redeemed.status is tokens.TicketStatus.EXPIRED:
             raise InvalidCredentials("the ticket expired before use; get a new one", code="ticket_expired")
-        if status is not tokens.TicketStatus.VALID or session_id is None:
+        session_id = redeemed.session_id
+        if redeemed.status is not tokens.TicketStatus.VALID or session_id is None:
             raise InvalidCredentials("unknown or already used ticket", code="ticket_invalid")
+        # A ticket stands for the access token it was obtained with, and for no longer; reauth extends it.
+        now = self.ctx.service.clock.now()
+        lasts = (
+            (redeemed.credential_expires_at - now).total_seconds()
+            if redeemed.credential_expires_at is not None
+            else self.ctx.settings.access_token_ttl.total_seconds()
+        )
+        if lasts <= 0:
+            raise InvalidCredentials(
+                "the access token this ticket was obtained with has expired; refresh, then get a new ticket",
+                code="token_expired",
+            )
         snapshot = self.ctx.service.get("session", session_id)
         from api.auth.authenticate import _require_state  # the same state rule as a bearer token
 
         _require_state(snapshot.state, Purpose.WEBSOCKET)
-        # A ticket stands for the access token it was obtained with; reauth extends it.
-        self.credential_expires = time.monotonic() + self.ctx.settings.access_token_ttl.total_seconds()
+        self.credential_expires = time.monotonic() + lasts
         return Principal(session_id, snapshot.row.get("user_id"), snapshot.state, snapshot.version, False, 0)
 
     def _open(self) -> None:

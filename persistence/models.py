@@ -176,6 +176,8 @@ class WsTicket(Base):
     issued_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None]
+    # When the access token the ticket was obtained with expires: the connection's credential ends then.
+    credential_expires_at: Mapped[datetime | None]
 
 
 class IdempotencyKey(Base):

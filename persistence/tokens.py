@@ -60,6 +60,15 @@ class RefreshStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Redeemed:
+    """What spending a ticket found: its status, its session, and when the credential behind it expires."""
+
+    status: TicketStatus
+    session_id: uuid.UUID | None
+    credential_expires_at: datetime | None = None  # None for tickets issued before migration 0002
+
+
+@dataclass(frozen=True, slots=True)
 class RefreshLookup:
     status: RefreshStatus
     session_id: uuid.UUID | None = None
@@ -182,7 +191,8 @@ def live_sessions_of(tx: Tx, user_id: uuid.UUID) -> int:
     return int(row[0]) if row else 0
 
 
-def issue_ticket(tx: Tx, session_id: uuid.UUID, ttl: timedelta) -> str:
+def issue_ticket(tx: Tx, session_id: uuid.UUID, ttl: timedelta, *, credential_expires_at: datetime) -> str:
+    """A single-use ticket for ``session_id``, standing for an access token expiring at ``credential_expires_at``."""
     ticket = new_token(TICKET_PREFIX)
     prepared = tx.db.prepare(
         "ticket_insert", lambda: insert(_tickets).values({c: bindparam(c) for c in _TICKET_COLUMNS})
@@ -195,12 +205,13 @@ def issue_ticket(tx: Tx, session_id: uuid.UUID, ttl: timedelta) -> str:
             "issued_at": tx.now,
             "expires_at": tx.now + ttl,
             "used_at": None,
+            "credential_expires_at": credential_expires_at,
         },
     )
     return ticket
 
 
-_TICKET_COLUMNS = ("ticket_hash", "session_id", "issued_at", "expires_at", "used_at")
+_TICKET_COLUMNS = ("ticket_hash", "session_id", "issued_at", "expires_at", "used_at", "credential_expires_at")
 
 
 class TicketStatus(enum.StrEnum):
@@ -210,7 +221,7 @@ class TicketStatus(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-def consume_ticket(tx: Tx, ticket: str) -> tuple[TicketStatus, uuid.UUID | None]:
+def consume_ticket(tx: Tx, ticket: str) -> Redeemed:
     """Spend a ticket atomically: of two concurrent uses, exactly one sees VALID."""
     c = _tickets.c
     spend = tx.db.prepare(
@@ -219,19 +230,20 @@ def consume_ticket(tx: Tx, ticket: str) -> tuple[TicketStatus, uuid.UUID | None]
             update(_tickets)
             .where(and_(c.ticket_hash == bindparam("h"), c.used_at.is_(None)))
             .values(used_at=bindparam("now"))
-            .returning(c.session_id, c.expires_at)
+            .returning(c.session_id, c.expires_at, c.credential_expires_at)
         ),
-        (c.session_id.type, c.expires_at.type),
+        (c.session_id.type, c.expires_at.type, c.credential_expires_at.type),
     )
     row = tx.cursor.one(spend, {"h": token_hash(ticket), "now": tx.now})
     if row is not None:
-        session_id, expires_at = row
-        return (TicketStatus.VALID if expires_at > tx.now else TicketStatus.EXPIRED), session_id
+        session_id, expires_at, credential_expires_at = row
+        status = TicketStatus.VALID if expires_at > tx.now else TicketStatus.EXPIRED
+        return Redeemed(status, session_id, credential_expires_at)
     seen = tx.db.prepare(
         "ticket_seen", lambda: select(c.session_id).where(c.ticket_hash == bindparam("h")), (c.session_id.type,)
     )
     found = tx.cursor.one(seen, {"h": token_hash(ticket)})
-    return (TicketStatus.USED, found[0]) if found is not None else (TicketStatus.UNKNOWN, None)
+    return Redeemed(TicketStatus.USED, found[0]) if found is not None else Redeemed(TicketStatus.UNKNOWN, None)
 
 
 def count_attempt(tx: Tx, key: str, window: timedelta) -> tuple[int, datetime]:

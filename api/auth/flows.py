@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from api.auth.errors import InvalidCredentials, RateLimited
 from api.auth.oidc import OidcVerifier
@@ -237,10 +238,12 @@ class Flows:
                 for sid in tokens.open_sessions_of(tx, user_id)
             ]
 
-    def ticket(self, session_id: uuid.UUID) -> tuple[str, int]:
+    def ticket(self, session_id: uuid.UUID, *, credential_expires_at: datetime) -> tuple[str, int]:
+        """A WebSocket ticket standing for the caller's access token, which expires at ``credential_expires_at``."""
         ttl = self.settings.ws_ticket_ttl
         with self.service.transaction() as tx:
-            return tokens.issue_ticket(tx, session_id, ttl), int(ttl.total_seconds())
+            ticket = tokens.issue_ticket(tx, session_id, ttl, credential_expires_at=credential_expires_at)
+            return ticket, int(ttl.total_seconds())
 
     # -- internals ---------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -191,7 +191,9 @@ class SessionController(Controller):
         principal = ctx.principal(request, Purpose.WEBSOCKET)
         if principal.session_id != session_id:
             raise InstanceNotFound("session", session_id)
-        ticket, expires_in = ctx.flows.ticket(session_id)
+        ticket, expires_in = ctx.flows.ticket(
+            session_id, credential_expires_at=datetime.fromtimestamp(principal.token_expires_at, UTC)
+        )
         return Ticket(ticket=ticket, expires_in=expires_in)
 
 

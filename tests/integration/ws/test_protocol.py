@@ -207,6 +207,36 @@ def test_reauth_keeps_the_connection_past_the_old_expiry(short_tokens: Server) -
     server.refresh(login)
 
 
+def test_a_ticket_opened_connection_ends_when_the_token_behind_the_ticket_does(short_tokens: Server) -> None:
+    """A ticket stands for the access token it was obtained with: the connection's credential runs out when that
+    token does (here at most 3 s after login), not a whole token lifetime after the ticket is used (4.2 s)."""
+    server = short_tokens
+    login = server.login()
+    logged_in = time.monotonic()
+    time.sleep(1.2)
+    with server.connect(ticket=server.ticket(login)) as ws:
+        welcome = recv_type(ws, "welcome")
+        assert welcome["token_expires_in"] <= ACCESS_TTL - 1
+        closed = expect_close(ws, 4419, timeout=ACCESS_TTL, reason="credentials expired; refresh, then reconnect")
+        assert closed.at - logged_in <= ACCESS_TTL + 0.8
+
+
+def test_a_ticket_used_after_its_token_expired_closes_4419(short_tokens: Server) -> None:
+    """The ticket itself is still fresh (30 s), the credential it stands for is not: refresh, then a new ticket."""
+    server = short_tokens
+    login = server.login()
+    ticket = server.ticket(login)
+    time.sleep(ACCESS_TTL + 0.2)
+    with server.connect(ticket=ticket) as ws:
+        closed = expect_close(
+            ws,
+            4419,
+            reason="the access token this ticket was obtained with has expired; refresh, then get a new ticket",
+        )
+        assert closed.messages == []
+    assert server.state(login.session_id) == "session_active", "nothing was opened"
+
+
 def test_reauth_with_a_token_of_another_session_closes_4401(short_tokens: Server) -> None:
     server = short_tokens
     login, other = server.login(), server.login()
