@@ -341,11 +341,23 @@ class Server:
     def wait_state(self, session_id: str, state: str, timeout: float = 5.0) -> None:
         wait_until(lambda: self.state(session_id) == state, timeout=timeout, what=f"session state {state}")
 
-    def wait_connection(self, connection_id: str, state: str, timeout: float = 5.0) -> dict[str, Any]:
+    def wait_connection(
+        self, connection_id: str, state: str, timeout: float = 5.0, *, close_recorded: bool = True
+    ) -> dict[str, Any]:
+        """The connection's row once it is in ``state`` and, unless told otherwise, its close code is recorded.
+
+        The state and the code can arrive in two transactions: when a silent connection's heartbeat timer
+        fires in the sweeper just before its handler records the close, the row is ``dropped`` first and
+        gets the code the client was sent a moment later. Only a dead worker's connections get no code.
+        """
         row: dict[str, Any] = wait_until(
-            lambda: (r := self.connection(connection_id))["state"] == state and r,
+            lambda: (
+                (r := self.connection(connection_id))["state"] == state
+                and (r["close_code"] is not None or not close_recorded)
+                and r
+            ),
             timeout=timeout,
-            what=f"connection state {state}",
+            what=f"connection state {state}" + (" with its close code" if close_recorded else ""),
         )
         return row
 
