@@ -181,7 +181,7 @@ class Database:
         self._max_spare_writers = engine.pool.size() if isinstance(engine.pool, QueuePool) else 0
         # SQLite takes one writer at a time anyway; in this process, writers queue on a lock in turn
         # instead of sleeping and retrying inside SQLite, which under load ran into the busy timeout.
-        self._write_turn = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
+        self._write_turn: threading.RLock | None = threading.RLock() if self.is_sqlite else None
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
@@ -198,31 +198,9 @@ class Database:
             prepared = self._prepared[key] = Prepared(build(), self.dialect, result_types)
         return prepared
 
-    @contextmanager
-    def write(self) -> Iterator[Cursor]:
+    def write(self) -> WriteTransaction:
         """One write transaction on a DBAPI connection: commit on success, else roll back."""
-        with self._write_turn, self._transaction() as cursor:
-            yield cursor
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Cursor]:
-        raw = self._writer()
-        reusable = True
-        try:
-            cursor = raw.cursor()
-            if self.is_sqlite:
-                cursor.execute("BEGIN IMMEDIATE")
-            yield Cursor(cursor)
-            raw.commit()
-        except self._operational as exc:
-            reusable = False
-            _rollback_quietly(raw)
-            raise StoreUnavailable(f"database error: {type(exc).__name__}: {exc}") from exc
-        except BaseException:
-            reusable = _rollback_quietly(raw)
-            raise
-        finally:
-            self._release(raw, reusable=reusable)
+        return WriteTransaction(self)
 
     @contextmanager
     def read(self) -> Iterator[Cursor]:
@@ -285,6 +263,66 @@ def _rollback_quietly(raw: Any) -> bool:
         raw.rollback()
         return True
     return False
+
+
+class WriteTransaction:
+    """:meth:`Database.write`: take the write turn and a connection, BEGIN; on exit COMMIT or ROLLBACK.
+
+    A plain context manager rather than a generator one: it runs once per
+    transition, and the generator machinery was a measurable share of the
+    service's cost over raw SQL (``bench/engine.py``). Database errors become
+    :class:`StoreUnavailable`; a connection whose rollback failed is closed.
+    """
+
+    __slots__ = ("_db", "_raw")
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._raw: Any = None
+
+    def __enter__(self) -> Cursor:
+        db = self._db
+        if db._write_turn is not None:
+            db._write_turn.acquire()
+        try:
+            self._raw = db._writer()
+            cursor = self._raw.cursor()
+            if db.is_sqlite:
+                cursor.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            if (unavailable := self._end(exc)) is not None:
+                raise unavailable from exc
+            raise
+        return Cursor(cursor)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is not None:
+            if (unavailable := self._end(exc)) is not None:
+                raise unavailable from exc
+            return  # the body's exception goes on as it was
+        try:
+            self._raw.commit()
+        except BaseException as error:
+            if (unavailable := self._end(error)) is not None:
+                raise unavailable from error
+            raise
+        self._end(None)
+
+    def _end(self, exc: BaseException | None) -> StoreUnavailable | None:
+        """Release the connection (rolled back first after ``exc``) and the turn; what to raise for a database error."""
+        db, raw = self._db, self._raw
+        self._raw = None
+        try:
+            operational = isinstance(exc, db._operational)
+            if raw is not None:
+                reusable = exc is None or (_rollback_quietly(raw) and not operational)
+                db._release(raw, reusable=reusable)
+        finally:
+            if db._write_turn is not None:
+                db._write_turn.release()
+        if operational:
+            return StoreUnavailable(f"database error: {type(exc).__name__}: {exc}")
+        return None
 
 
 class Cursor:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -70,18 +69,9 @@ class TransitionService:
         self.hooks.in_transaction.append(cascade)
         self._compiled_machines: dict[Binding, _Compiled] = {}
 
-    @contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self) -> Transaction:
         """A unit of work: several events and side rows that commit or roll back together."""
-        with self.db.write() as cursor:
-            tx = Tx(self, cursor, self.clock.now())
-            yield tx
-        if tx.applied:
-            for hook in self.hooks.after_commit:
-                try:
-                    hook(tx.applied)
-                except Exception:
-                    log.exception("after-commit hook %r failed", hook)
+        return Transaction(self)
 
     # -- one-call conveniences ---------------------------------------------------------
 
@@ -225,6 +215,39 @@ class _FireArgs:
             validate.request_id(request_id),
             validate.detail(detail),
         )
+
+
+class Transaction:
+    """:meth:`TransitionService.transaction`: a :class:`Tx` on a write transaction; after-commit hooks after it.
+
+    A plain context manager, like :class:`~persistence.database.WriteTransaction`, for the same reason.
+    """
+
+    __slots__ = ("_service", "_tx", "_write")
+
+    def __init__(self, service: TransitionService) -> None:
+        self._service = service
+        self._write = service.db.write()
+        self._tx: Tx | None = None
+
+    def __enter__(self) -> Tx:
+        cursor = self._write.__enter__()
+        try:
+            self._tx = Tx(self._service, cursor, self._service.clock.now())
+        except BaseException as exc:
+            self._write.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self._tx
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self._write.__exit__(exc_type, exc, tb)
+        applied = self._tx.applied if self._tx is not None and exc is None else None
+        if applied:
+            for hook in self._service.hooks.after_commit:
+                try:
+                    hook(applied)
+                except Exception:
+                    log.exception("after-commit hook %r failed", hook)
 
 
 class Tx:

@@ -1,0 +1,73 @@
+"""Database.write: commit on success; roll back, release and translate on failure, on both databases."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from persistence.database import Database
+from persistence.errors import StoreUnavailable
+from persistence.models import RateLimit, table
+from persistence.service import TransitionService
+from persistence.tokens import count_attempt
+
+_limits = table(RateLimit)
+MINUTE = timedelta(minutes=1)
+
+
+def _driver_error(db: Database) -> Exception:
+    """What the DBAPI driver raises when the database goes away or stays locked."""
+    error: Exception = db.engine.dialect.loaded_dbapi.OperationalError("simulated: server closed the connection")
+    return error
+
+
+def _count(db: Database, key: str) -> int | None:
+    with db.engine.connect() as connection:
+        return connection.execute(select(_limits.c.count).where(_limits.c.key == key)).scalar()
+
+
+def test_a_body_that_raises_rolls_back_and_its_exception_goes_on(service: TransitionService, db: Database) -> None:
+    key = f"test:{uuid.uuid4()}"
+    with pytest.raises(LookupError, match="after the write"), service.transaction() as tx:
+        count_attempt(tx, key, MINUTE)
+        raise LookupError("after the write")
+    assert _count(db, key) is None
+    with service.transaction() as tx:  # the write turn and the connection were given back
+        count_attempt(tx, key, MINUTE)
+    assert _count(db, key) == 1
+
+
+def test_a_database_error_in_the_body_is_store_unavailable_and_rolled_back(
+    service: TransitionService, db: Database
+) -> None:
+    """The driver's OperationalError (a lost connection, a lock past the busy timeout) surfaces typed, not raw."""
+    key = f"test:{uuid.uuid4()}"
+    with pytest.raises(StoreUnavailable, match="database error: OperationalError"), service.transaction() as tx:
+        count_attempt(tx, key, MINUTE)
+        raise _driver_error(db)
+    assert _count(db, key) is None
+    with service.transaction() as tx:
+        count_attempt(tx, key, MINUTE)
+    assert _count(db, key) == 1
+
+
+def test_the_write_turn_is_released_after_every_kind_of_failure(db: Database) -> None:
+    """After failures of both kinds, a writer on another thread still gets in at once."""
+    with pytest.raises(ZeroDivisionError), db.write():
+        1 / 0  # noqa: B018 - the failure is the point
+    with pytest.raises(StoreUnavailable), db.write():
+        raise _driver_error(db)
+    entered = threading.Event()
+
+    def writer() -> None:
+        with db.write():
+            entered.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    thread.join(timeout=5)
+    assert entered.is_set()
