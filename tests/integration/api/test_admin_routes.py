@@ -49,7 +49,7 @@ def test_sessions_are_listed_by_state_and_user_and_paginated(api: Api) -> None:
     anonymous = api.create_anonymous()["session_id"]
 
     everything = api.client.get("/api/admin/sessions", headers=admin_session)
-    assert everything.status_code == 200
+    assert everything.status_code == 200, everything.text
     all_ids = [item["session_id"] for item in everything.json()["items"]]
     assert len(all_ids) == 5
     assert all_ids == sorted(all_ids)

@@ -29,7 +29,7 @@ def test_create_returns_an_anonymous_session_and_its_token(api: Api) -> None:
     assert set(body) == {"session_id", "state", "anonymous_token"}
     assert body["state"] == "anonymous"
     shown = api.client.get(f"/api/session/{body['session_id']}", headers=bearer(body["anonymous_token"]))
-    assert shown.status_code == 200
+    assert shown.status_code == 200, shown.text
     assert (shown.json()["state"], shown.json()["user_id"]) == ("anonymous", None)
 
 

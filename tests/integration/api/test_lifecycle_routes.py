@@ -29,7 +29,7 @@ def static(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient[Lite
 
 def test_every_machine_is_served_as_data(static: TestClient[Litestar]) -> None:
     response = static.get("/api/lifecycle/machines")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     machines = response.json()
     assert [m["name"] for m in machines] == list(MACHINES) == ["session", "connection", "client"]
     session = machines[0]
@@ -44,7 +44,7 @@ def test_every_machine_is_served_as_data(static: TestClient[Litestar]) -> None:
 @pytest.mark.parametrize("name", ["session", "connection"])
 def test_one_machine_by_name(static: TestClient[Litestar], name: str) -> None:
     response = static.get(f"/api/lifecycle/machines/{name}")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.json()["name"] == name
     assert [s["name"] for s in response.json()["states"]] == list(MACHINES[name].states)
 
@@ -77,7 +77,7 @@ def test_diagrams_in_each_format_with_its_media_type(
     if fmt == "svg":
         needs_dot()
     response = static.get(f"/api/lifecycle/machines/{name}/diagram", params={"format": fmt})
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith(media_type)
     assert response.text == render(MACHINES[name])  # type: ignore[operator]
 
@@ -100,7 +100,7 @@ def test_an_unknown_diagram_format_is_400(static: TestClient[Litestar], fmt: str
 
 def test_the_close_code_table_is_the_protocols(static: TestClient[Litestar]) -> None:
     response = static.get("/api/lifecycle/close-codes")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     rows = response.json()
     assert rows == [
         {"code": c.code, "name": c.name, "meaning": c.meaning, "action": str(c.action), "retry": c.retry}

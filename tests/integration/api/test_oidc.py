@@ -197,7 +197,7 @@ def test_valid_id_token_logs_in_and_creates_a_user_without_password(
     session = client.get(
         f"/api/session/{body['session_id']}", headers={"Authorization": f"Bearer {body['access_token']}"}
     )
-    assert session.status_code == 200
+    assert session.status_code == 200, session.text
     assert session.json()["user_id"] == str(user.id)
 
 

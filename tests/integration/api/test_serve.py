@@ -43,9 +43,9 @@ def test_serve_migrates_then_reports_healthy_and_ready(tmp_path: Path) -> None:
                 assert server.poll() is None, "server exited early"
                 assert time.monotonic() < deadline, "server did not answer within 30 s"
                 time.sleep(0.2)
-        assert health.status_code == 200
+        assert health.status_code == 200, health.text
         ready = httpx.get(f"http://127.0.0.1:{port}/api/ready", timeout=5)
-        assert ready.status_code == 200
+        assert ready.status_code == 200, ready.text
         assert ready.json() == {"status": "ready"}
     finally:
         server.terminate()

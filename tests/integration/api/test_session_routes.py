@@ -27,7 +27,7 @@ def url(session: dict[str, Any], suffix: str = "") -> str:
 
 def test_the_holder_sees_state_version_timers_and_its_allowed_events(api: Api, alice: dict[str, Any]) -> None:
     response = api.client.get(url(alice), headers=bearer(alice["access_token"]))
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     body = response.json()
     assert response.headers["etag"] == f'"{body["version"]}"'
     assert (body["session_id"], body["state"], body["version"], body["user_id"]) == (
@@ -45,7 +45,7 @@ def test_the_holder_sees_state_version_timers_and_its_allowed_events(api: Api, a
 
 def test_an_admin_sees_any_session_with_the_events_an_admin_may_fire(api: Api, alice: dict[str, Any]) -> None:
     response = api.client.get(url(alice), headers=api.admin_headers())
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.json()["allowed_events"] == ["revoke"]
     assert response.headers["etag"] == '"2"'
 
@@ -95,7 +95,7 @@ def test_history_is_oldest_first_and_paginated(api: Api, alice: dict[str, Any]) 
     pages, after = [], 0
     while after is not None:
         page = api.client.get(url(alice, "/history"), params={"after": after, "limit": 2}, headers=headers)
-        assert page.status_code == 200
+        assert page.status_code == 200, page.text
         pages.append([i["seq"] for i in page.json()["items"]])
         after = page.json()["next"]
     assert pages == [[1, 2], [3, 4], [5]]

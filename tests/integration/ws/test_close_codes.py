@@ -189,7 +189,8 @@ def test_4403_when_an_admin_revokes_the_session_while_connected(server: Server) 
     login = server.login()
     with server.connect(login) as ws:
         connection_id = recv_type(ws, "welcome")["connection_id"]
-        assert server.revoke(login.session_id).status_code == 200
+        revoked = server.revoke(login.session_id)
+        assert revoked.status_code == 200, revoked.text
         closed = expect_close(ws, 4403, reason="session revoked")
     assert [(m["type"], m["event"], m["to_state"], m["actor"]) for m in closed.messages] == [
         ("transition", "revoke", "revoked", "admin")
@@ -216,7 +217,8 @@ def test_4403_when_refresh_token_reuse_revokes_the_session(server: Server) -> No
 def test_4403_for_a_ticket_of_a_revoked_session(server: Server) -> None:
     login = server.login()
     ticket = server.ticket(login)
-    assert server.revoke(login.session_id).status_code == 200
+    revoked = server.revoke(login.session_id)
+    assert revoked.status_code == 200, revoked.text
     with server.connect(ticket=ticket) as ws:
         expect_close(ws, 4403)
 
@@ -248,7 +250,8 @@ def test_4410_on_logout_while_connected(server: Server) -> None:
 
 def test_4410_for_the_bearer_of_a_logged_out_session(server: Server) -> None:
     login = server.login()
-    assert server.logout(login).status_code == 200
+    logged_out = server.logout(login)
+    assert logged_out.status_code == 200, logged_out.text
     with server.connect(headers=login.headers) as ws:
         expect_close(ws, 4410)
 

@@ -91,7 +91,8 @@ def test_two_tabs_on_two_workers_share_one_session_state(workers: tuple[Server, 
         on_b.close(1000)
         b.wait_connection(two, "closed")
         assert a.state(login.session_id) == "ws_connected"
-        assert b.logout(login).status_code == 200
+        logged_out = b.logout(login)
+        assert logged_out.status_code == 200, logged_out.text
         expect_close(on_a, 4410, timeout=PROMPTLY)
     assert a.state(login.session_id) == "closed"
 
