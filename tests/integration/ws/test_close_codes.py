@@ -349,8 +349,13 @@ def test_4504_when_the_client_never_answers_pings(servers: dict[str, Server]) ->
     elapsed = closed.at - opened
     # Not before three missed intervals; the upper slack absorbs scheduling on a shared, loaded 2-core machine.
     assert 3 * HEARTBEAT - 0.1 <= elapsed <= 3 * HEARTBEAT + 1.5, elapsed
-    assert [m["type"] for m in closed.messages] == ["ping", "ping", "ping"][: len(closed.messages)]
-    assert len(closed.messages) >= 2
+    pings = [m for m in closed.messages if m["type"] == "ping"]
+    assert 2 <= len(pings) <= 3
+    # The connection row's heartbeat timer also runs three intervals (for connections whose worker died). When a
+    # loaded machine wakes the handler late, the sweeper fires it first, and the session's own drop reaches the
+    # client just before the close. Either way: 4504, a dropped row with that code, the session dropped.
+    others = [(m["type"], m.get("event"), m.get("to_state")) for m in closed.messages if m["type"] != "ping"]
+    assert others in ([], [("transition", "drop", "ws_disconnected")]), closed.messages
     row = server.wait_connection(welcome["connection_id"], "dropped")
     assert row["close_code"] == 4504
     server.wait_state(login.session_id, "ws_disconnected")
