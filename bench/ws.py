@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return client_main(argv[1:8])
     args, plan = parse(argv)
     parts = set(args.only or ("capacity", "logout", "cross"))
-    postgres_url = None if args.no_postgres or "cross" not in parts else args.postgres_url
+    postgres_url: str | None = None if args.no_postgres or "cross" not in parts else args.postgres_url
     limits = raise_fd_limit()
     environment(limits, plan, postgres_url)
     soft = limits.set_to[0]
@@ -205,13 +205,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "logout" in parts:
         with part() as (stack, workdir):
             judged.append(logout_one_worker(stack, workdir, plan))
-    if "cross" in parts and postgres_url is None:
-        print("\n(c) across workers: skipped (--no-postgres)")
-    elif "cross" in parts and (reason := harness.postgres_unreachable(postgres_url)) is not None:
-        print(f"\n(c) across workers: skipped, PostgreSQL unreachable: {reason}")
-    elif "cross" in parts:
-        with part() as (stack, workdir):
-            judged.append(logout_two_workers(stack, workdir, plan, postgres_url))
+    if "cross" in parts:
+        if postgres_url is None:
+            print("\n(c) across workers: skipped (--no-postgres)")
+        elif (reason := harness.postgres_unreachable(postgres_url)) is not None:
+            print(f"\n(c) across workers: skipped, PostgreSQL unreachable: {reason}")
+        else:
+            with part() as (stack, workdir):
+                judged.append(logout_two_workers(stack, workdir, plan, postgres_url))
 
     print("\ntargets")
     width = max((len(row.shown) for row in judged), default=0) + 2

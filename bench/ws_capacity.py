@@ -133,7 +133,7 @@ class Capacity:
         rss_full, fds_full = rss_bytes(pid), open_fds(pid)
         rows_open, rows_beating = connection_rows(self.url, 1.5 * plan.heartbeat)
         still_open = sum(h["open"] for h in held)
-        answering = sum(h["answering"] for h in held)
+        answering: int = sum(h["answering"] for h in held)  # the clients' STATUS lines are JSON
         pinged = sum(h["pinged"] for h in held)
         pongs = sum(h["pongs"] for h in held)
         counts = [h["pings"] for h in held if h["open"]]
