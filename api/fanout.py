@@ -31,7 +31,8 @@ from sqlalchemy import bindparam, func, make_url, select
 
 from persistence.database import Database
 from persistence.records import Applied
-from persistence.service import TransitionService, Tx
+from persistence.service import TransitionService
+from persistence.tx import Tx
 
 log = logging.getLogger("sessionflow.fanout")
 

@@ -67,7 +67,13 @@ from persistence.database import Database
 from persistence.models import Base
 from persistence.service import TransitionService
 
-OWN_FILES = ("bench/engine.py", "lifecycle/engine.py", "persistence/database.py", "persistence/service.py")
+OWN_FILES = (
+    "bench/engine.py",
+    "lifecycle/engine.py",
+    "persistence/database.py",
+    "persistence/service.py",
+    "persistence/tx.py",
+)
 
 # -- measuring ---------------------------------------------------------------------------
 

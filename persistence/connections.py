@@ -21,7 +21,7 @@ from persistence.models import Connection, Session, table
 from persistence.records import Applied, Snapshot
 
 if TYPE_CHECKING:
-    from persistence.service import Tx
+    from persistence.tx import Tx
 
 _connections = table(Connection)
 _sessions = table(Session)

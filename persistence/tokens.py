@@ -2,7 +2,7 @@
 
 Every opaque credential is 256 random bits, shown to its holder once and
 stored only as its SHA-256; a database leak yields nothing usable. All
-functions run inside a :class:`persistence.service.Tx`, so issuing or
+functions run inside a :class:`persistence.tx.Tx`, so issuing or
 rotating credentials commits or rolls back together with the event that
 caused it.
 """
@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from persistence.models import RateLimit, RefreshToken, Session, User, WsTicket, table
 
 if TYPE_CHECKING:
-    from persistence.service import Tx
+    from persistence.tx import Tx
 
 REFRESH_PREFIX = "sfr_"
 TICKET_PREFIX = "sft_"

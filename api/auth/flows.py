@@ -21,8 +21,9 @@ from lifecycle import Actor, EventRefused, SessionState
 from persistence import queries, tokens
 from persistence.bindings import SESSIONS
 from persistence.records import Applied
-from persistence.service import TransitionService, Tx
+from persistence.service import TransitionService
 from persistence.tokens import RefreshStatus, UserRecord
+from persistence.tx import Tx
 
 S = SessionState
 # Verified against when the user does not exist, so that unknown users and wrong passwords cost the same.

@@ -15,7 +15,8 @@ from api.heartbeats import Heartbeats
 from lifecycle import Actor, ManualClock
 from persistence import connections
 from persistence.errors import StoreUnavailable
-from persistence.service import TransitionService, Tx
+from persistence.service import TransitionService
+from persistence.tx import Tx
 from tests.integration.persistence.conftest import log_in
 
 HOUR = 3600.0

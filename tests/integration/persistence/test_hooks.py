@@ -8,7 +8,8 @@ import pytest
 
 from lifecycle import Actor, EventRefused, ManualClock
 from persistence.records import Applied
-from persistence.service import TransitionService, Tx
+from persistence.service import TransitionService
+from persistence.tx import Tx
 from tests.integration.persistence.conftest import history_of, log_in
 
 

@@ -1,0 +1,319 @@
+"""Operations inside one write transaction: firing events and timers, touching, creating, reading due work.
+
+:class:`Tx` is what :meth:`persistence.service.TransitionService.transaction`
+yields; the service's one-call methods use it too. Firing an event here is
+the sequence the service module describes: load (and on PostgreSQL lock) the
+row, look up the idempotency key, fire timers already due, check If-Match,
+step the machine, compare-and-set, append history, record the key. Nothing
+here commits: the transaction around it does, or rolls everything back.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam
+
+from lifecycle import Actor, EventRefused, Outcome, StepContext
+from persistence import validate
+from persistence.bindings import IDEMPOTENCY, Binding, idempotency_insert, idempotency_select
+from persistence.database import Cursor
+from persistence.errors import IdempotencyKeyReused, InstanceNotFound, VersionConflict
+from persistence.records import Applied, Snapshot
+
+if TYPE_CHECKING:
+    from persistence.service import TransitionService
+
+log = logging.getLogger("sessionflow.service")
+
+_MAX_TIMER_FIRES = 32  # far above any real chain (expire -> end); a bound against a broken definition
+
+
+@dataclass(slots=True)
+class FireArgs:
+    """The arguments of ``fire``, validated (in this order) before anything is read or written."""
+
+    binding: Binding
+    iid: uuid.UUID
+    event: str
+    actor: Actor
+    facts: Mapping[str, bool]
+    expected: int | None
+    key: str | None
+    request_id: str | None
+    detail: dict[str, Any] | None
+
+    @classmethod
+    def parse(
+        cls,
+        machine: object,
+        instance_id: object,
+        event: object,
+        *,
+        actor: object,
+        facts: object,
+        expected_version: object,
+        idempotency_key: object,
+        request_id: object,
+        detail: object,
+    ) -> FireArgs:
+        binding = validate.binding(machine)
+        iid = validate.instance_id(instance_id)
+        return cls(
+            binding,
+            iid,
+            binding.engine.require_event(event),
+            validate.actor(actor),
+            validate.facts(facts),
+            validate.version(expected_version),
+            validate.idempotency_key(idempotency_key),
+            validate.request_id(request_id),
+            validate.detail(detail),
+        )
+
+
+class Tx:
+    """Operations inside one write transaction. Obtain from :meth:`TransitionService.transaction`."""
+
+    def __init__(self, service: TransitionService, cursor: Cursor, now: datetime) -> None:
+        self.service = service
+        self.cursor = cursor
+        self.db = service.db
+        self.now = now
+        self.applied: list[Applied] = []  # every event this transaction applied, in order
+
+    # -- creation ----------------------------------------------------------------------
+
+    def create(self, binding: Binding, iid: uuid.UUID, values: Mapping[str, Any]) -> Snapshot:
+        """Insert a new instance in the machine's initial state with its initial timers armed."""
+        engine = binding.engine
+        timers = engine.initial_timers(self.now, self.service.durations_for(binding))
+        row: dict[str, Any] = {
+            **values,
+            "id": iid,
+            "state": str(binding.definition.initial),
+            "version": 0,
+            "created_at": self.now,
+            "updated_at": self.now,
+            "next_due_at": _earliest(timers),
+            **{f"{name}_due_at": due for name, due in timers.items()},
+        }
+        columns = tuple(sorted(row))
+        table = binding.table
+        prepared = self.db.prepare(
+            ("insert", binding.name, columns), lambda: table.insert().values({c: bindparam(c) for c in columns})
+        )
+        self.cursor.execute(prepared, row)
+        return Snapshot(binding.name, iid, row["state"], 0, timers, row)
+
+    # -- events ------------------------------------------------------------------------
+
+    def fire(
+        self,
+        machine: str,
+        instance_id: object,
+        event: object,
+        *,
+        actor: object,
+        facts: object = None,
+        expected_version: object = None,
+        idempotency_key: object = None,
+        request_id: object = None,
+        detail: object = None,
+    ) -> Applied:
+        """Apply ``event`` to the instance inside this transaction.
+
+        Due timers fire first. Raises :class:`~lifecycle.EventRefused` (with
+        the instance id) when the machine refuses, :class:`VersionConflict`
+        when ``expected_version`` is stale or a concurrent writer won, and
+        returns the first outcome again for a repeated ``idempotency_key``.
+        """
+        args = FireArgs.parse(
+            machine,
+            instance_id,
+            event,
+            actor=actor,
+            facts=facts,
+            expected_version=expected_version,
+            idempotency_key=idempotency_key,
+            request_id=request_id,
+            detail=detail,
+        )
+        return self._fire(args)
+
+    def _fire(self, args: FireArgs) -> Applied:
+        binding, iid = args.binding, args.iid
+        # Load (and on PostgreSQL lock) the row before looking up the key, so that
+        # concurrent repeats queue on the row and the later ones find the key.
+        state, version, timers = self._load(binding, iid)
+        if args.key is not None:
+            repeated = self._repeat(binding, iid, args.key, args.event)
+            if repeated is not None:
+                return repeated
+        fired = self._fire_due_loaded(binding, iid, state, version, timers, request_id=args.request_id)
+        if fired:
+            state, version, timers = fired[-1].to_state, fired[-1].version, self._last_timers
+        if args.expected is not None and args.expected != version:
+            raise VersionConflict(binding.name, iid, args.expected, version, stale=True)
+        context = StepContext(args.actor, self.now, args.facts, timers, self.service.durations_for(binding))
+        try:
+            outcome = self.service._compiled(binding).engine.step(state, args.event, context)
+        except EventRefused as refused:
+            refused.for_instance(iid)
+            for hook in self.service.hooks.on_refused:
+                try:
+                    hook(refused)
+                except Exception:
+                    log.exception("refusal hook %r failed", hook)
+            raise refused from None
+        applied = self._apply(
+            binding, iid, version, outcome, at=self.now, request_id=args.request_id, detail=args.detail
+        )
+        if args.key is not None:
+            self.cursor.execute(
+                self.db.prepare("idem_insert", idempotency_insert),
+                {
+                    "machine": binding.name,
+                    "instance_id": iid,
+                    "key": args.key,
+                    "event": args.event,
+                    "outcome": applied.to_json(),
+                    "created_at": self.now,
+                },
+            )
+        if fired:
+            return Applied(**{**_fields(applied), "fired_first": tuple(fired)})
+        return applied
+
+    def fire_due(self, binding: Binding, iid: uuid.UUID) -> list[Applied]:
+        """Fire every timer of the instance that is due now, earliest first."""
+        state, version, timers = self._load(binding, iid)
+        return self._fire_due_loaded(binding, iid, state, version, timers, request_id=None)
+
+    def touch(self, binding: Binding, iid: uuid.UUID) -> bool:
+        state, version, timers = self._load(binding, iid)
+        if self._fire_due_loaded(binding, iid, state, version, timers, request_id=None):
+            return False
+        touched = binding.engine.touched_timers(state, timers, self.now, self.service.durations_for(binding))
+        values: dict[str, Any] = {"id": iid, "expected": version, "next_due_at": _earliest(touched)}
+        values.update({f"{name}_due_at": due for name, due in touched.items()})
+        return self.cursor.one(self.db.prepare(("touch", binding.name), binding.touch), values) is not None
+
+    def due_ids(self, binding: Binding, limit: int) -> list[uuid.UUID]:
+        skip_locked = self.db.is_postgresql
+        prepared = self.db.prepare(
+            ("due", binding.name, limit, skip_locked),
+            lambda: binding.due(limit=limit, skip_locked=skip_locked),
+            (binding.table.c.id.type,),
+        )
+        return [row[0] for row in self.cursor.all(prepared, {"now": self.now})]
+
+    # -- internals ---------------------------------------------------------------------
+
+    _last_timers: dict[str, datetime | None]
+
+    def _load(self, binding: Binding, iid: uuid.UUID) -> tuple[str, int, dict[str, datetime | None]]:
+        compiled = self.service._compiled(binding)
+        row = self.cursor.one(compiled.load, {"id": iid})
+        if row is None:
+            raise InstanceNotFound(binding.name, iid)
+        return row[0], row[1], dict(zip(compiled.timer_names, row[2:], strict=True))
+
+    def _fire_due_loaded(
+        self,
+        binding: Binding,
+        iid: uuid.UUID,
+        state: str,
+        version: int,
+        timers: dict[str, datetime | None],
+        *,
+        request_id: str | None,
+    ) -> list[Applied]:
+        compiled = self.service._compiled(binding)
+        engine, durations = compiled.engine, self.service.durations_for(binding)
+        fired: list[Applied] = []
+        while (due := engine.next_due(state, timers)) is not None and due[1] <= self.now:
+            if len(fired) >= _MAX_TIMER_FIRES:
+                raise RuntimeError(f"{binding.name} {iid}: timers keep firing; the definition is broken")
+            timer, due_at = due
+            context = StepContext(Actor.TIMER, due_at, timers=timers, durations=durations)
+            outcome = engine.step(state, timer.event, context)
+            detail = {"timer": timer.name, "fired_at": self.now.isoformat()}
+            applied = self._apply(binding, iid, version, outcome, at=due_at, request_id=request_id, detail=detail)
+            fired.append(applied)
+            state, version, timers = outcome.dest, applied.version, outcome.timers
+        self._last_timers = timers
+        return fired
+
+    def _apply(
+        self,
+        binding: Binding,
+        iid: uuid.UUID,
+        version: int,
+        outcome: Outcome,
+        *,
+        at: datetime,
+        request_id: str | None,
+        detail: dict[str, Any] | None,
+    ) -> Applied:
+        compiled = self.service._compiled(binding)
+        new_version = version + 1
+        values: dict[str, Any] = {
+            "id": iid,
+            "expected": version,
+            "state": outcome.dest,
+            "version": new_version,
+            "updated_at": self.now,
+            "next_due_at": _earliest(outcome.timers),
+        }
+        columns = compiled.timer_columns
+        for name, due in outcome.timers.items():
+            values[columns[name]] = due
+        if self.cursor.one(compiled.compare_and_set, values) is None:
+            _, actual, _ = self._load(binding, iid)
+            raise VersionConflict(binding.name, iid, version, actual, stale=False)
+        self.cursor.execute(
+            compiled.history,
+            {
+                "machine": binding.name,
+                "instance_id": iid,
+                "seq": new_version,
+                "event": outcome.event,
+                "from_state": outcome.source,
+                "to_state": outcome.dest,
+                "actor": str(outcome.actor),
+                "request_id": request_id,
+                "at": at,
+                "detail": detail,
+            },
+        )
+        applied = Applied(
+            binding.name, iid, outcome.event, outcome.source, outcome.dest, new_version, outcome.actor, at
+        )
+        self.applied.append(applied)
+        for hook in self.service.hooks.in_transaction:
+            hook(self, applied)
+        return applied
+
+    def _repeat(self, binding: Binding, iid: uuid.UUID, key: str, event: str) -> Applied | None:
+        result_types = (IDEMPOTENCY.c.event.type, IDEMPOTENCY.c.outcome.type)
+        prepared = self.db.prepare("idem_select", idempotency_select, result_types)
+        row = self.cursor.one(prepared, {"machine": binding.name, "instance_id": iid, "key": key})
+        if row is None:
+            return None
+        if row[0] != event:
+            raise IdempotencyKeyReused(key, row[0], event)
+        return Applied.from_json(binding.name, iid, row[1], repeated=True)
+
+
+def _earliest(timers: Mapping[str, datetime | None]) -> datetime | None:
+    return min((value for value in timers.values() if value is not None), default=None)
+
+
+def _fields(applied: Applied) -> dict[str, Any]:
+    return {name: getattr(applied, name) for name in Applied.__slots__}
