@@ -30,7 +30,7 @@ from api.auth.keys import load_keys
 from api.auth.oidc import from_settings as oidc_from_settings
 from api.auth.tokens import AccessTokens
 from api.context import AppContext, provide_ctx
-from api.heartbeats import Heartbeats
+from api.heartbeats import SESSION_TOUCH_EVERY, Heartbeats
 from api.routes.admin import AdminController
 from api.routes.auth import AuthController
 from api.routes.lifecycle import LifecycleController
@@ -43,8 +43,6 @@ from persistence.database import Database
 from persistence.service import TransitionService
 
 log = logging.getLogger("sessionflow.app")
-
-SESSION_TOUCH_EVERY = 60.0  # pongs push the session's idle timeout back at most this often (or a quarter of it)
 
 # Per process: what must run before the server closes sockets on shutdown (each app's
 # live WebSockets close with 1001 and are recorded). See api/server.py.

@@ -31,6 +31,7 @@ from persistence.service import TransitionService
 log = logging.getLogger("sessionflow.ws")
 
 CHUNK = 200  # connections per write transaction: keeps SQLite's write lock short for other writers
+SESSION_TOUCH_EVERY = 60.0  # pongs push the session's idle timeout back at most this often (or a quarter of it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ class Heartbeats:
         """One transaction: each connection's heartbeat, and a touch for each session that is due one."""
         now = time.monotonic()
         ended: list[Beat] = []
-        touched: list[uuid.UUID] = []
+        touched: set[uuid.UUID] = set()
         with self.service.transaction() as tx:
             for connection_id, beat in chunk:
                 if not connections.heartbeat(tx, connection_id):
@@ -100,7 +101,7 @@ class Heartbeats:
                 last = self._session_touched.get(beat.session_id)
                 if (last is None or now - last >= self.session_touch_every) and beat.session_id not in touched:
                     tx.touch(SESSIONS, beat.session_id)
-                    touched.append(beat.session_id)
+                    touched.add(beat.session_id)
         self._session_touched.update(dict.fromkeys(touched, now))  # only once the transaction committed
         return ended
 

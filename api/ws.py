@@ -25,12 +25,12 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 
 from api.auth.authenticate import Principal, Purpose
-from api.auth.errors import AuthError, InvalidCredentials
+from api.auth.errors import AuthError
 from api.context import AppContext
 from api.fanout import RESYNC, Hub, TransitionEvent
 from api.heartbeats import Heartbeats
 from lifecycle import Actor, EventRefused, SessionState
-from persistence import connections, queries, tokens
+from persistence import connections, queries
 from persistence.errors import InstanceNotFound, PersistenceError, StoreUnavailable
 
 log = logging.getLogger("sessionflow.ws")
@@ -165,43 +165,16 @@ class Connection:
         return True
 
     def _authenticate(self) -> Principal:
+        """Ticket or bearer token, decided by the Authenticator; the credential lasts as long as its token."""
         ticket = self.socket.query_params.get("ticket")
         if ticket is not None:
-            return self._redeem(ticket)
-        principal = self.ctx.auth.bearer(self.socket.headers.get("authorization"), Purpose.WEBSOCKET)
+            principal = self.ctx.auth.ticket(ticket)
+        else:
+            principal = self.ctx.auth.bearer(self.socket.headers.get("authorization"), Purpose.WEBSOCKET)
         self.credential_expires = time.monotonic() + max(
             0.0, principal.token_expires_at - self.ctx.service.clock.now().timestamp()
         )
         return principal
-
-    def _redeem(self, ticket: str) -> Principal:
-        if not ticket.startswith(tokens.TICKET_PREFIX) or len(ticket) > 128:
-            raise InvalidCredentials("that is not a ticket", code="ticket_invalid")
-        with self.ctx.service.transaction() as tx:
-            redeemed = tokens.consume_ticket(tx, ticket)
-        if redeemed.status is tokens.TicketStatus.EXPIRED:
-            raise InvalidCredentials("the ticket expired before use; get a new one", code="ticket_expired")
-        session_id = redeemed.session_id
-        if redeemed.status is not tokens.TicketStatus.VALID or session_id is None:
-            raise InvalidCredentials("unknown or already used ticket", code="ticket_invalid")
-        # A ticket stands for the access token it was obtained with, and for no longer; reauth extends it.
-        now = self.ctx.service.clock.now()
-        lasts = (
-            (redeemed.credential_expires_at - now).total_seconds()
-            if redeemed.credential_expires_at is not None
-            else self.ctx.settings.access_token_ttl.total_seconds()
-        )
-        if lasts <= 0:
-            raise InvalidCredentials(
-                "the access token this ticket was obtained with has expired; refresh, then get a new ticket",
-                code="token_expired",
-            )
-        snapshot = self.ctx.service.get("session", session_id)
-        from api.auth.authenticate import _require_state  # the same state rule as a bearer token
-
-        _require_state(snapshot.state, Purpose.WEBSOCKET)
-        self.credential_expires = time.monotonic() + lasts
-        return Principal(session_id, snapshot.row.get("user_id"), snapshot.state, snapshot.version, False, 0)
 
     def _open(self) -> None:
         assert self.session_id is not None

@@ -212,18 +212,13 @@ class Database:
         half of an ordinary SQLAlchemy connection's (bench/http.py).
         """
         raw = self._writer()
-        reusable = True
         try:
             yield Cursor(raw.cursor())
-        except self._operational as exc:
-            reusable = False
-            _rollback_quietly(raw)
-            raise StoreUnavailable(f"database error: {type(exc).__name__}: {exc}") from exc
-        except BaseException:
-            reusable = _rollback_quietly(raw)
+        except BaseException as exc:
+            if (unavailable := self._hand_back(raw, exc)) is not None:
+                raise unavailable from exc
             raise
-        finally:
-            self._release(raw, reusable=reusable)
+        self._hand_back(raw, None)
 
     def _writer(self) -> Any:
         """A connection for one write transaction: a spare SQLite one if there is one, else from the pool."""
@@ -249,6 +244,19 @@ class Database:
             spares.append(raw)
         else:
             raw.close()  # after a database error, or one more than the pool would keep: really closed
+
+    def _hand_back(self, raw: Any, exc: BaseException | None) -> StoreUnavailable | None:
+        """Release ``raw``, rolled back first after ``exc``; the error to raise instead of a driver's own.
+
+        A connection is kept for reuse only if nothing failed or its rollback worked after a failure
+        that was not the database's (a driver error may have left it broken).
+        """
+        operational = isinstance(exc, self._operational)
+        reusable = exc is None or (_rollback_quietly(raw) and not operational)
+        self._release(raw, reusable=reusable)
+        if operational:
+            return StoreUnavailable(f"database error: {type(exc).__name__}: {exc}")
+        return None
 
     def dispose(self) -> None:
         spares = self._spare_writers or []
@@ -312,17 +320,11 @@ class WriteTransaction:
         """Release the connection (rolled back first after ``exc``) and the turn; what to raise for a database error."""
         db, raw = self._db, self._raw
         self._raw = None
-        try:
-            operational = isinstance(exc, db._operational)
-            if raw is not None:
-                reusable = exc is None or (_rollback_quietly(raw) and not operational)
-                db._release(raw, reusable=reusable)
+        try:  # no connection means _writer() failed, and it raises StoreUnavailable itself
+            return db._hand_back(raw, exc) if raw is not None else None
         finally:
             if db._write_turn is not None:
                 db._write_turn.release()
-        if operational:
-            return StoreUnavailable(f"database error: {type(exc).__name__}: {exc}")
-        return None
 
 
 class Cursor:

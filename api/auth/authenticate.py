@@ -2,7 +2,9 @@
 
 A bearer token is verified (signature, pinned algorithm, every claim), then
 checked against the session row: it exists, its token generation is current,
-and its state permits the purpose. Logout, revocation and refresh therefore
+and its state permits the purpose. A WebSocket ticket is spent atomically and
+stands for the access token it was obtained with: same state rule, same
+expiry. Logout, revocation and refresh therefore
 take effect at once, not when the token expires. Due timers fire before the
 check, so an idle session is seen as expired the moment its timeout passes.
 """
@@ -12,14 +14,14 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from api.auth.errors import InvalidCredentials, NotConnectable
 from api.auth.tokens import ANONYMOUS_TYPE, AccessTokens
 from lifecycle import SessionState
 from persistence.errors import InstanceNotFound
 from persistence.service import TransitionService
-from persistence.tokens import token_hash
+from persistence.tokens import TICKET_PREFIX, TicketStatus, consume_ticket, token_hash
 
 S = SessionState
 LIVE = frozenset({S.SESSION_ACTIVE, S.WS_CONNECTED, S.WS_DISCONNECTED})
@@ -87,10 +89,32 @@ class Authenticator:
         self._touch(snapshot.id, snapshot.timers.get("idle"))
         return Principal(snapshot.id, claims.user_id, snapshot.state, snapshot.version, False, claims.expires_at)
 
+    def ticket(self, ticket: str) -> Principal:
+        """Spend a WebSocket ticket; the principal's expiry is that of the access token behind the ticket."""
+        if not ticket.startswith(TICKET_PREFIX) or len(ticket) > 128:
+            raise InvalidCredentials("that is not a ticket", code="ticket_invalid")
+        with self.service.transaction() as tx:
+            redeemed = consume_ticket(tx, ticket)
+        if redeemed.status is TicketStatus.EXPIRED:
+            raise InvalidCredentials("the ticket expired before use; get a new one", code="ticket_expired")
+        session_id = redeemed.session_id
+        if redeemed.status is not TicketStatus.VALID or session_id is None:
+            raise InvalidCredentials("unknown or already used ticket", code="ticket_invalid")
+        now = self.service.clock.now()
+        # Tickets issued before migration 0002 do not record it: a whole access-token lifetime, as then.
+        expires = redeemed.credential_expires_at or now + self.tokens.ttl
+        if expires <= now:
+            raise InvalidCredentials(
+                "the access token this ticket was obtained with has expired; refresh, then get a new ticket",
+                code="token_expired",
+            )
+        snapshot = self.service.get("session", session_id)
+        _require_state(snapshot.state, Purpose.WEBSOCKET)
+        user_id = snapshot.row.get("user_id")
+        return Principal(session_id, user_id, snapshot.state, snapshot.version, False, int(expires.timestamp()))
+
     def _touch(self, session_id: uuid.UUID, idle_due: object) -> None:
         """Authenticated use is activity: push the idle timeout back, at most once a minute."""
-        from datetime import datetime
-
         if isinstance(idle_due, datetime) and idle_due - self.service.clock.now() < self.idle_timeout - TOUCH_EVERY:
             self.service.touch("session", session_id)
 

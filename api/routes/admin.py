@@ -88,8 +88,7 @@ class AdminController(Controller):
         data: JSONBody[RevokeRequest | None] = None,
     ) -> Revoked:
         ctx.require_admin(ctx.principal(request, Purpose.HTTP))
-        reason = (data.reason if data else "admin")[:200]
-        ctx.flows.revoke(session_id, actor=Actor.ADMIN, reason=reason, request_id=request_id(request))
+        ctx.flows.revoke(session_id, actor=Actor.ADMIN, reason=_reason(data), request_id=request_id(request))
         return Revoked(revoked=[session_id])
 
     @post(
@@ -108,9 +107,7 @@ class AdminController(Controller):
     ) -> Revoked:
         ctx.require_admin(ctx.principal(request, Purpose.HTTP))
         _require_user(ctx, user_id)
-        applied = ctx.flows.revoke_user(
-            user_id, reason=(data.reason if data else "admin")[:200], disable=False, request_id=request_id(request)
-        )
+        applied = ctx.flows.revoke_user(user_id, reason=_reason(data), disable=False, request_id=request_id(request))
         return Revoked(revoked=[a.instance_id for a in applied])
 
     @post(
@@ -125,6 +122,11 @@ class AdminController(Controller):
         _require_user(ctx, user_id)
         applied = ctx.flows.revoke_user(user_id, reason="user_disabled", disable=True, request_id=request_id(request))
         return Revoked(revoked=[a.instance_id for a in applied])
+
+
+def _reason(data: RevokeRequest | None) -> str:
+    """The reason recorded in history: the admin's own words, bounded, or plain "admin"."""
+    return (data.reason if data else "admin")[:200]
 
 
 def _require_user(ctx: AppContext, user_id: uuid.UUID) -> None:

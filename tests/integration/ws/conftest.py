@@ -125,6 +125,21 @@ def recv_type(
         assert message["type"] in skip, f"expected {kind}, got {message}"
 
 
+def answer_pings(ws: ClientConnection, seconds: float) -> list[dict[str, Any]]:
+    """Answer every ping with a pong for ``seconds``; the pings. Any other message fails the test."""
+    pings = []
+    until = time.monotonic() + seconds
+    while (remaining := until - time.monotonic()) > 0:
+        try:
+            message = recv_json(ws, timeout=remaining)
+        except TimeoutError:
+            break
+        assert message["type"] == "ping", message
+        pings.append(message)
+        ws.send(json.dumps({"type": "pong"}))
+    return pings
+
+
 def expect_close(ws: ClientConnection, code: int, timeout: float = 5.0, *, reason: str | None = None) -> Closed:
     """Read until the server closes; assert the close code (and reason, if given). Messages before it are kept."""
     closed = wait_close(ws, timeout)

@@ -21,7 +21,17 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.integration.ws.conftest import ORIGIN, Server, Servers, abort, expect_close, recv_json, recv_type, wait_until
+from tests.integration.ws.conftest import (
+    ORIGIN,
+    Server,
+    Servers,
+    abort,
+    answer_pings,
+    expect_close,
+    recv_json,
+    recv_type,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -368,18 +378,9 @@ def test_a_client_that_answers_pings_stays_connected(servers: dict[str, Server])
     login = server.login()
     with server.connect(login) as ws:
         welcome = recv_type(ws, "welcome")
-        pings = 0
-        until = time.monotonic() + 4 * HEARTBEAT  # past the 3-interval deadline
-        while (remaining := until - time.monotonic()) > 0:
-            try:
-                message = recv_json(ws, timeout=remaining)
-            except TimeoutError:
-                break
-            assert message["type"] == "ping", message
-            assert isinstance(message["ts"], float)
-            pings += 1
-            ws.send(json.dumps({"type": "pong"}))
-        assert pings >= 3
+        pings = answer_pings(ws, 4 * HEARTBEAT)  # past the 3-interval deadline
+        assert all(isinstance(ping["ts"], float) for ping in pings)
+        assert len(pings) >= 3
         assert server.connection(welcome["connection_id"])["state"] == "open"
         assert server.state(login.session_id) == "ws_connected"
 
@@ -390,14 +391,7 @@ def test_answered_heartbeats_keep_the_session_from_idling_out(servers: dict[str,
     login = server.login()
     with server.connect(login) as ws:
         welcome = recv_type(ws, "welcome")
-        until = time.monotonic() + 3.0  # SESSIONFLOW_SESSION_IDLE_TIMEOUT=1.5, the sweeper every 0.2 s
-        while (remaining := until - time.monotonic()) > 0:
-            try:
-                message = recv_json(ws, timeout=remaining)
-            except TimeoutError:
-                break
-            assert message["type"] == "ping", message
-            ws.send(json.dumps({"type": "pong"}))
+        answer_pings(ws, 3.0)  # SESSIONFLOW_SESSION_IDLE_TIMEOUT=1.5, the sweeper every 0.2 s
         assert server.state(login.session_id) == "ws_connected"
         assert server.connection(welcome["connection_id"])["state"] == "open"
 
