@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import os
 import socket
@@ -23,24 +24,24 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 
-from api import fanout, observability, problems
-from api.auth.authenticate import Authenticator
-from api.auth.flows import Flows
-from api.auth.keys import load_keys
-from api.auth.oidc import from_settings as oidc_from_settings
-from api.auth.tokens import AccessTokens
-from api.context import AppContext, provide_ctx
-from api.heartbeats import SESSION_TOUCH_EVERY, Heartbeats
-from api.routes.admin import AdminController
-from api.routes.auth import AuthController
-from api.routes.lifecycle import LifecycleController
-from api.routes.ops import health, ready
-from api.routes.sessions import SessionController
-from api.settings import Settings
-from api.ws import Live, ws_endpoint
-from lifecycle import Clock, SystemClock
-from persistence.database import Database
-from persistence.service import TransitionService
+from sessionflow.api import fanout, observability, problems
+from sessionflow.api.auth.authenticate import Authenticator
+from sessionflow.api.auth.flows import Flows
+from sessionflow.api.auth.keys import load_keys
+from sessionflow.api.auth.oidc import from_settings as oidc_from_settings
+from sessionflow.api.auth.tokens import AccessTokens
+from sessionflow.api.context import AppContext, provide_ctx
+from sessionflow.api.heartbeats import SESSION_TOUCH_EVERY, Heartbeats
+from sessionflow.api.routes.admin import AdminController
+from sessionflow.api.routes.auth import AuthController
+from sessionflow.api.routes.lifecycle import LifecycleController
+from sessionflow.api.routes.ops import health, ready
+from sessionflow.api.routes.sessions import SessionController
+from sessionflow.api.settings import Settings
+from sessionflow.api.ws import Live, ws_endpoint
+from sessionflow.lifecycle import Clock, SystemClock
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.service import TransitionService
 
 log = logging.getLogger("sessionflow.app")
 
@@ -148,7 +149,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         logging_config=observability.logging_config(settings.log_level),
         openapi_config=OpenAPIConfig(
             title="sessionflow",
-            version="0.1.0",
+            version=importlib.metadata.version("sessionflow"),
             path="/api/schema",
             render_plugins=[SwaggerRenderPlugin()],
             description="Session and WebSocket lifecycles as persistent, enforced state machines.",

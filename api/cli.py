@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.metadata
 import json
 import logging
 import sys
@@ -26,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.settings import Settings, SettingsError
+from sessionflow.api.settings import Settings, SettingsError
 
 log = logging.getLogger("sessionflow.cli")
 
@@ -69,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sessionflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    version = importlib.metadata.version("sessionflow")
+    parser.add_argument("--version", action="version", version=f"sessionflow {version}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     migrate = commands.add_parser("migrate", help="apply database migrations")
@@ -132,8 +135,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _database(settings: Settings, *, require_schema: bool = True) -> Any:
     """The configured database; unless told otherwise, refuse one whose schema is not at head."""
-    from persistence import migrate
-    from persistence.database import Database
+    from sessionflow.persistence import migrate
+    from sessionflow.persistence.database import Database
 
     db = Database.from_url(settings.database_url, pool_size=settings.pool_size)
     if require_schema and not migrate.is_at_head(db):
@@ -143,13 +146,13 @@ def _database(settings: Settings, *, require_schema: bool = True) -> Any:
 
 
 def _service(settings: Settings) -> Any:
-    from persistence.service import TransitionService
+    from sessionflow.persistence.service import TransitionService
 
     return TransitionService(_database(settings), durations=settings.durations())
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from persistence import migrate
+    from sessionflow.persistence import migrate
 
     db = _database(settings, require_schema=False)
     try:
@@ -161,7 +164,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _diagrams(args: argparse.Namespace, settings: Settings) -> int:
-    from lifecycle import MACHINES, diagrams
+    from sessionflow.lifecycle import MACHINES, diagrams
 
     definitions = list(MACHINES.values())
     drifted = diagrams.generate(args.dir, definitions, check=args.check)
@@ -183,7 +186,7 @@ def _diagrams(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sessions_list(args: argparse.Namespace, settings: Settings) -> int:
-    from persistence import queries
+    from sessionflow.persistence import queries
 
     db = _database(settings)
     try:
@@ -210,9 +213,9 @@ def _sessions_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sessions_show(args: argparse.Namespace, settings: Settings) -> int:
-    from lifecycle import engine
-    from persistence.bindings import SESSIONS
-    from persistence.errors import PersistenceError
+    from sessionflow.lifecycle import engine
+    from sessionflow.persistence.bindings import SESSIONS
+    from sessionflow.persistence.errors import PersistenceError
 
     service = _service(settings)
     try:
@@ -238,7 +241,7 @@ def _sessions_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sessions_history(args: argparse.Namespace, settings: Settings) -> int:
-    from persistence import queries
+    from sessionflow.persistence import queries
 
     db = _database(settings)
     try:
@@ -279,10 +282,10 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def _users_create(args: argparse.Namespace, settings: Settings) -> int:
-    from api.passwords import WeakPassword, hash_password
-    from lifecycle import SystemClock
-    from persistence.errors import PersistenceError
-    from persistence.users import create_user, validate_username
+    from sessionflow.api.passwords import WeakPassword, hash_password
+    from sessionflow.lifecycle import SystemClock
+    from sessionflow.persistence.errors import PersistenceError
+    from sessionflow.persistence.users import create_user, validate_username
 
     try:
         validate_username(args.name)
@@ -321,14 +324,14 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from api import demo
+    from sessionflow.api import demo
 
     return demo.run(output=args.output, check=args.check)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from api import server
-    from persistence import migrate
+    from sessionflow.api import server
+    from sessionflow.persistence import migrate
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -341,7 +344,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         db.dispose()
     server.run(
-        app="api.app:app_from_env",
+        app="sessionflow.api.app:app_from_env",
         factory=True,
         host=host,
         port=port,

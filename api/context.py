@@ -10,13 +10,13 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 
-from api.auth.authenticate import Authenticator, Principal, Purpose
-from api.auth.errors import Forbidden
-from api.auth.flows import Flows
-from api.settings import Settings
-from persistence import queries
-from persistence.database import Database
-from persistence.service import TransitionService
+from sessionflow.api.auth.authenticate import Authenticator, Principal, Purpose
+from sessionflow.api.auth.errors import Forbidden
+from sessionflow.api.auth.flows import Flows
+from sessionflow.api.settings import Settings
+from sessionflow.persistence import queries
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.service import TransitionService
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 

@@ -39,7 +39,7 @@ from typing import TextIO
 
 import httpx
 
-from api.client import Client, ClientState, ClientTransition, SessionTransition, Stopped, Transition, Wire
+from sessionflow.client import Client, ClientState, ClientTransition, SessionTransition, Stopped, Transition, Wire
 
 DEFAULT_OUTPUT = Path("diagrams/demo-sequence.mmd")
 USER = "demo"
@@ -146,7 +146,7 @@ class Recorder:
         lines = ["sequenceDiagram", f"    {HEADER}"]
         lines += [
             "    participant App as demo",
-            "    participant Client as client (api.client)",
+            "    participant Client as client (sessionflow.client)",
             "    participant Server as server",
         ]
         for item in self.items:
@@ -221,11 +221,11 @@ class Server:
 
     def create_user(self, password: str) -> None:
         """Migrate and create the demo user in-process, as ``migrate`` and ``users create`` would."""
-        from api.passwords import hash_password
-        from lifecycle import SystemClock
-        from persistence import migrate
-        from persistence.database import Database
-        from persistence.users import create_user
+        from sessionflow.api.passwords import hash_password
+        from sessionflow.lifecycle import SystemClock
+        from sessionflow.persistence import migrate
+        from sessionflow.persistence.database import Database
+        from sessionflow.persistence.users import create_user
 
         db = Database.from_url(str(self.env["SESSIONFLOW_DATABASE_URL"]), pool_size=1)
         try:
@@ -237,7 +237,7 @@ class Server:
     async def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "sessionflow.api.cli", "serve", "--port", str(self.port)],
                 env=self.env,
                 cwd=self.directory,
                 stdout=log,

@@ -29,10 +29,10 @@ from typing import Any
 import psycopg
 from sqlalchemy import bindparam, func, make_url, select
 
-from persistence.database import Database
-from persistence.records import Applied
-from persistence.service import TransitionService
-from persistence.tx import Tx
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.records import Applied
+from sessionflow.persistence.service import TransitionService
+from sessionflow.persistence.tx import Tx
 
 log = logging.getLogger("sessionflow.fanout")
 

@@ -23,10 +23,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from persistence import connections
-from persistence.bindings import SESSIONS
-from persistence.errors import StoreUnavailable
-from persistence.service import TransitionService
+from sessionflow.persistence import connections
+from sessionflow.persistence.bindings import SESSIONS
+from sessionflow.persistence.errors import StoreUnavailable
+from sessionflow.persistence.service import TransitionService
 
 log = logging.getLogger("sessionflow.ws")
 

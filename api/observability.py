@@ -23,10 +23,10 @@ from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from lifecycle import EventRefused
-from persistence import queries
-from persistence.database import Database
-from persistence.records import Applied
+from sessionflow.lifecycle import EventRefused
+from sessionflow.persistence import queries
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.records import Applied
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")

@@ -17,10 +17,10 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 
-from api.auth.errors import AuthError, RateLimited
-from api.auth.oidc import IdentityProviderUnavailable
-from lifecycle import ActorNotPermitted, EventRefused, GuardFailed, UnknownEvent, UnknownState
-from persistence.errors import (
+from sessionflow.api.auth.errors import AuthError, RateLimited
+from sessionflow.api.auth.oidc import IdentityProviderUnavailable
+from sessionflow.lifecycle import ActorNotPermitted, EventRefused, GuardFailed, UnknownEvent, UnknownState
+from sessionflow.persistence.errors import (
     IdempotencyKeyReused,
     InstanceNotFound,
     InvalidInput,

@@ -17,7 +17,7 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess, multiprocess
 
-from api import app as app_module
+from sessionflow.api import app as app_module
 
 _QUERY = re.compile(r"(/[^\s?\"]*)\?[^\s\"]*")
 

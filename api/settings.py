@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from lifecycle import CONNECTION, SESSION
+from sessionflow.lifecycle import CONNECTION, SESSION
 
 PREFIX = "SESSIONFLOW_"
 _IGNORED_PREFIXES = ("SESSIONFLOW_TEST_",)  # read by the test suite, not by the service

@@ -4,7 +4,7 @@ The handshake is always accepted; a refusal is a close with a specific code
 and a short reason, which browsers can read (a close before accept reaches
 them as a bare 403). Credentials are a single-use ticket (``?ticket=``) or
 ``Authorization: Bearer`` on the handshake, decided by the same
-:class:`~api.auth.authenticate.Authenticator` as HTTP. Each connection is a
+:class:`~sessionflow.api.auth.authenticate.Authenticator` as HTTP. Each connection is a
 row driven by the connection machine; its session learns of it through the
 connection cascade (connect, disconnect, drop).
 """
@@ -24,14 +24,14 @@ from litestar import WebSocket, websocket
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 
-from api.auth.authenticate import Principal, Purpose
-from api.auth.errors import AuthError
-from api.context import AppContext
-from api.fanout import RESYNC, Hub, TransitionEvent
-from api.heartbeats import Heartbeats
-from lifecycle import Actor, EventRefused, SessionState
-from persistence import connections, queries
-from persistence.errors import InstanceNotFound, PersistenceError, StoreUnavailable
+from sessionflow.api.auth.authenticate import Principal, Purpose
+from sessionflow.api.auth.errors import AuthError
+from sessionflow.api.context import AppContext
+from sessionflow.api.fanout import RESYNC, Hub, TransitionEvent
+from sessionflow.api.heartbeats import Heartbeats
+from sessionflow.lifecycle import Actor, EventRefused, SessionState
+from sessionflow.persistence import connections, queries
+from sessionflow.persistence.errors import InstanceNotFound, PersistenceError, StoreUnavailable
 
 log = logging.getLogger("sessionflow.ws")
 

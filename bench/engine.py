@@ -61,11 +61,11 @@ from sqlalchemy import Connection, make_url
 from transitions import Machine
 
 from bench import harness
-from lifecycle import SESSION, Actor, SessionEvent, SessionGuard, StepContext, engine
-from persistence.bindings import SESSIONS, history_insert
-from persistence.database import Database
-from persistence.models import Base
-from persistence.service import TransitionService
+from sessionflow.lifecycle import SESSION, Actor, SessionEvent, SessionGuard, StepContext, engine
+from sessionflow.persistence.bindings import SESSIONS, history_insert
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.models import Base
+from sessionflow.persistence.service import TransitionService
 
 OWN_FILES = (
     "bench/engine.py",

@@ -32,11 +32,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, make_url, text
 
-from lifecycle import SystemClock
-from persistence import queries
-from persistence.database import Database
-from persistence.tokens import UserRecord
-from persistence.users import create_user
+from sessionflow.lifecycle import SystemClock
+from sessionflow.persistence import queries
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.tokens import UserRecord
+from sessionflow.persistence.users import create_user
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"  # loopback only, for every server, request and connection

@@ -80,19 +80,19 @@ import uvicorn
 from litestar import Litestar, get, post
 from sqlalchemy import make_url, text
 
-from api.app import build_context, create_app
-from api.auth.authenticate import TOUCH_EVERY, Purpose
-from api.auth.flows import Flows
-from api.passwords import hash_password, verify_password
-from api.routes import sessions as session_routes
-from api.settings import Settings
 from bench import harness
-from lifecycle import Actor, SystemClock
-from persistence import migrate
-from persistence.database import Database
-from persistence.records import Applied
-from persistence.tokens import UserRecord
-from persistence.users import create_user
+from sessionflow.api.app import build_context, create_app
+from sessionflow.api.auth.authenticate import TOUCH_EVERY, Purpose
+from sessionflow.api.auth.flows import Flows
+from sessionflow.api.passwords import hash_password, verify_password
+from sessionflow.api.routes import sessions as session_routes
+from sessionflow.api.settings import Settings
+from sessionflow.lifecycle import Actor, SystemClock
+from sessionflow.persistence import migrate
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.records import Applied
+from sessionflow.persistence.tokens import UserRecord
+from sessionflow.persistence.users import create_user
 
 OWN_FILES = ("bench/http.py", "api", "persistence", "lifecycle")
 THIS = Path(__file__).resolve()  # run again for the servers besides the API and for the fallback generator
@@ -727,7 +727,7 @@ def run(stack: contextlib.ExitStack, args: argparse.Namespace, generator: Genera
     python, this = sys.executable, str(THIS)
     servers: list[harness.Server] = []
     for name, argv in (
-        ("sessionflow", [python, "-m", "api.cli", "serve", "--host", harness.HOST, "--port"]),
+        ("sessionflow", [python, "-m", "sessionflow.api.cli", "serve", "--host", harness.HOST, "--port"]),
         ("bare litestar", [python, this, "--serve-bare"]),
         ("sessionflow app + bare route", [python, this, "--serve-api-bare"]),
         ("sessionflow app, event route stubbed", [python, this, "--serve-api-stubbed"]),

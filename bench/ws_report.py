@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api.protocol import BY_CODE
+from sessionflow.lifecycle.protocol import BY_CODE
 
 
 def percentile(ordered: Sequence[float], p: float) -> float:

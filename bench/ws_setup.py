@@ -18,12 +18,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from api.app import build_context
-from api.settings import Settings
 from bench import harness
-from persistence import migrate
-from persistence.database import Database
-from persistence.models import Connection
+from sessionflow.api.app import build_context
+from sessionflow.api.settings import Settings
+from sessionflow.persistence import migrate
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.models import Connection
 
 UNBOUNDED = 1_000_000  # limits lifted for the benchmark (sessions per user)
 
@@ -92,7 +92,18 @@ def rss_bytes(pid: int) -> int:
 def start_worker(stack: contextlib.ExitStack, name: str, env: dict[str, str], log: Path) -> harness.Server:
     """``sessionflow serve`` (one worker), ready; the stack stops it, whatever happens next."""
     port = harness.free_port()
-    argv = [sys.executable, "-m", "api.cli", "serve", "--host", harness.HOST, "--port", str(port), "--workers", "1"]
+    argv = [
+        sys.executable,
+        "-m",
+        "sessionflow.api.cli",
+        "serve",
+        "--host",
+        harness.HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     server = harness.start_server(stack, name, argv, env=env, port=port, log=log)
     harness.wait_ready(server, "/api/health")
     return server

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from lifecycle.client import CLIENT, ClientEvent, ClientState
-from lifecycle.clock import Clock, ManualClock, SystemClock
-from lifecycle.connection import CONNECTION, ConnectionEvent, ConnectionState
-from lifecycle.engine import Engine, Outcome, StepContext, engine
-from lifecycle.errors import (
+from sessionflow.lifecycle.client import CLIENT, ClientEvent, ClientState
+from sessionflow.lifecycle.clock import Clock, ManualClock, SystemClock
+from sessionflow.lifecycle.connection import CONNECTION, ConnectionEvent, ConnectionState
+from sessionflow.lifecycle.engine import Engine, Outcome, StepContext, engine
+from sessionflow.lifecycle.errors import (
     ActorNotPermitted,
     DefinitionError,
     EventRefused,
@@ -16,8 +16,8 @@ from lifecycle.errors import (
     UnknownEvent,
     UnknownState,
 )
-from lifecycle.model import Actor, Definition, EventSpec, Guard, Timer, TimerPolicy, Transition
-from lifecycle.session import SESSION, SessionEvent, SessionGuard, SessionState
+from sessionflow.lifecycle.model import Actor, Definition, EventSpec, Guard, Timer, TimerPolicy, Transition
+from sessionflow.lifecycle.session import SESSION, SessionEvent, SessionGuard, SessionState
 
 MACHINES: dict[str, Definition] = {SESSION.name: SESSION, CONNECTION.name: CONNECTION, CLIENT.name: CLIENT}
 

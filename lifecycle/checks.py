@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from lifecycle.errors import DefinitionError
-from lifecycle.model import Actor, Definition
+from sessionflow.lifecycle.errors import DefinitionError
+from sessionflow.lifecycle.model import Actor, Definition
 
 
 def problems(definition: Definition) -> list[str]:

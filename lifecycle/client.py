@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from datetime import timedelta
 
-from lifecycle.model import Actor, Definition, EventSpec, Timer, TimerPolicy, Transition
+from sessionflow.lifecycle.model import Actor, Definition, EventSpec, Timer, TimerPolicy, Transition
 
 
 class ClientState(enum.StrEnum):

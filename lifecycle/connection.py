@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from datetime import timedelta
 
-from lifecycle.model import Actor, Definition, EventSpec, Timer, TimerPolicy, Transition
+from sessionflow.lifecycle.model import Actor, Definition, EventSpec, Timer, TimerPolicy, Transition
 
 
 class ConnectionState(enum.StrEnum):

@@ -1,6 +1,6 @@
 """The pure step: ``(state, event, context) -> outcome``, run by ``transitions``.
 
-Each :class:`~lifecycle.model.Definition` is compiled once into one shared
+Each :class:`~sessionflow.lifecycle.model.Definition` is compiled once into one shared
 ``transitions.Machine`` without models. A step hands the machine a throwaway
 carrier object that holds only the current state, so the same machine serves
 every instance in every thread, and building a machine per instance (about
@@ -19,9 +19,15 @@ from typing import Any
 
 from transitions import EventData, Machine
 
-from lifecycle.checks import check
-from lifecycle.errors import ActorNotPermitted, GuardFailed, TransitionNotAllowed, UnknownEvent, UnknownState
-from lifecycle.model import Actor, Definition, Timer, TimerPolicy
+from sessionflow.lifecycle.checks import check
+from sessionflow.lifecycle.errors import (
+    ActorNotPermitted,
+    GuardFailed,
+    TransitionNotAllowed,
+    UnknownEvent,
+    UnknownState,
+)
+from sessionflow.lifecycle.model import Actor, Definition, Timer, TimerPolicy
 
 _EMPTY: Mapping[str, Any] = {}
 

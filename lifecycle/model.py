@@ -2,7 +2,7 @@
 
 A :class:`Definition` is plain data: states, transitions, guards, timers and
 who may fire each event. It is declared once per machine and never mutated;
-:mod:`lifecycle.engine` compiles it into one shared ``transitions`` machine.
+:mod:`sessionflow.lifecycle.engine` compiles it into one shared ``transitions`` machine.
 """
 
 from __future__ import annotations

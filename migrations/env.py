@@ -3,15 +3,15 @@
 The database, first match wins:
 
 1. ``config.attributes["connection"]``: an open connection, what
-   :mod:`persistence.migrate` passes; used as is and left open.
-2. ``config.attributes["database"]``: a :class:`persistence.database.Database`,
-   as set by :func:`persistence.migrate.config`.
+   :mod:`sessionflow.persistence.migrate` passes; used as is and left open.
+2. ``config.attributes["database"]``: a :class:`sessionflow.persistence.database.Database`,
+   as set by :func:`sessionflow.persistence.migrate.config`.
 3. ``SESSIONFLOW_DATABASE_URL`` (default ``sqlite:///sessionflow.db``, the
    app's default), so that ``alembic upgrade head`` and ``alembic check`` work
    from a checkout. The engine comes from ``create_db_engine``, so SQLite
    gets the same pragmas as the app.
 
-Migrations are serialized (the reason is in :mod:`persistence.migrate`): on
+Migrations are serialized (the reason is in :mod:`sessionflow.persistence.migrate`): on
 PostgreSQL under a session-level advisory lock taken before Alembic reads the
 current revision and released after it commits; on SQLite by running the
 whole upgrade in one ``BEGIN IMMEDIATE`` transaction (the engine emits BEGIN
@@ -36,10 +36,10 @@ from alembic.autogenerate.api import AutogenContext
 from alembic.util import CommandError
 from sqlalchemy import Connection, func, make_url, select
 
-from persistence.database import Database, create_db_engine
-from persistence.migrate import ADVISORY_LOCK_KEY
-from persistence.models import Base
-from persistence.types import UTCDateTime
+from sessionflow.persistence.database import Database, create_db_engine
+from sessionflow.persistence.migrate import ADVISORY_LOCK_KEY
+from sessionflow.persistence.models import Base
+from sessionflow.persistence.types import UTCDateTime
 
 DEFAULT_DATABASE_URL = "sqlite:///sessionflow.db"  # keep in step with api.settings.Settings.database_url
 

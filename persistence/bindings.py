@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import Column, Table, and_, bindparam, insert, select, update
 from sqlalchemy.sql import ClauseElement, Select
 
-from lifecycle import CONNECTION, SESSION, Definition, Engine, engine
-from persistence.models import Connection, IdempotencyKey, Session, TransitionRecord, table
+from sessionflow.lifecycle import CONNECTION, SESSION, Definition, Engine, engine
+from sessionflow.persistence.models import Connection, IdempotencyKey, Session, TransitionRecord, table
 
 HISTORY = table(TransitionRecord)
 IDEMPOTENCY = table(IdempotencyKey)

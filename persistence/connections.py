@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, bindparam, func, select, update
 
-from lifecycle import Actor, ConnectionState, SessionState
-from persistence.bindings import CONNECTIONS
-from persistence.models import Connection, Session, table
-from persistence.records import Applied, Snapshot
+from sessionflow.lifecycle import Actor, ConnectionState, SessionState
+from sessionflow.persistence.bindings import CONNECTIONS
+from sessionflow.persistence.models import Connection, Session, table
+from sessionflow.persistence.records import Applied, Snapshot
 
 if TYPE_CHECKING:
-    from persistence.tx import Tx
+    from sessionflow.persistence.tx import Tx
 
 _connections = table(Connection)
 _sessions = table(Session)

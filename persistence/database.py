@@ -31,7 +31,7 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from persistence.errors import StoreUnavailable
+from sessionflow.persistence.errors import StoreUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 

@@ -10,7 +10,7 @@
     ├── IdempotencyKeyReused        the key was first used for a different event
     └── StoreUnavailable            the database cannot be reached or stayed locked
 
-Refusals by the machine itself are :class:`lifecycle.EventRefused` errors,
+Refusals by the machine itself are :class:`sessionflow.lifecycle.EventRefused` errors,
 re-raised with the instance id filled in.
 """
 

@@ -34,8 +34,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-import migrations
-from persistence.database import Database
+from sessionflow import migrations
+from sessionflow.persistence.database import Database
 
 MIGRATIONS_DIR: Final = Path(migrations.__file__).parent
 

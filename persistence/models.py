@@ -4,7 +4,7 @@ State columns are VARCHARs with a named CHECK constraint whose values come
 from the machine definitions, so a state the machine does not know cannot be
 stored. Timer columns are named ``<timer>_due_at`` after the definitions'
 timers; ``next_due_at`` is the earliest of them, indexed for the sweeper.
-Only :mod:`persistence.service` writes ``state``, ``version`` and the timers.
+Only :mod:`sessionflow.persistence.service` writes ``state``, ``version`` and the timers.
 No Python-side column defaults: every insert names its values (the service
 runs precompiled statements), and the server defaults cover the rest.
 """
@@ -33,8 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from lifecycle import CONNECTION, SESSION, Actor, Definition
-from persistence.types import UTCDateTime
+from sessionflow.lifecycle import CONNECTION, SESSION, Actor, Definition
+from sessionflow.persistence.types import UTCDateTime
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

@@ -1,7 +1,7 @@
 """Read-side queries: listing sessions, reading history, connections, users.
 
 Reads never fire timers or write; callers that need timers applied first use
-:meth:`persistence.service.TransitionService.get`.
+:meth:`sessionflow.persistence.service.TransitionService.get`.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, func, select
 
-from lifecycle import SESSION
-from persistence import validate
-from persistence.database import Database
-from persistence.errors import InvalidInput
-from persistence.models import Connection, Session, TransitionRecord, User, table
-from persistence.records import HistoryEntry
-from persistence.tokens import UserRecord
+from sessionflow.lifecycle import SESSION
+from sessionflow.persistence import validate
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.errors import InvalidInput
+from sessionflow.persistence.models import Connection, Session, TransitionRecord, User, table
+from sessionflow.persistence.records import HistoryEntry
+from sessionflow.persistence.tokens import UserRecord
 
 MAX_PAGE = 500
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from lifecycle import Actor
+from sessionflow.lifecycle import Actor
 
 
 @dataclass(frozen=True, slots=True)

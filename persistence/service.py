@@ -19,14 +19,14 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 
-from lifecycle import Clock, EventRefused, SystemClock
-from persistence import validate
-from persistence.bindings import BINDINGS, Binding, history_insert
-from persistence.connections import cascade
-from persistence.database import Database
-from persistence.errors import InstanceNotFound
-from persistence.records import Applied, Snapshot
-from persistence.tx import FireArgs, Tx
+from sessionflow.lifecycle import Clock, EventRefused, SystemClock
+from sessionflow.persistence import validate
+from sessionflow.persistence.bindings import BINDINGS, Binding, history_insert
+from sessionflow.persistence.connections import cascade
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.errors import InstanceNotFound
+from sessionflow.persistence.records import Applied, Snapshot
+from sessionflow.persistence.tx import FireArgs, Tx
 
 log = logging.getLogger("sessionflow.service")
 
@@ -170,7 +170,7 @@ class _Compiled:
 class Transaction:
     """:meth:`TransitionService.transaction`: a :class:`Tx` on a write transaction; after-commit hooks after it.
 
-    A plain context manager, like :class:`~persistence.database.WriteTransaction`, for the same reason.
+    A plain context manager, like :class:`~sessionflow.persistence.database.WriteTransaction`, for the same reason.
     """
 
     __slots__ = ("_service", "_tx", "_write")

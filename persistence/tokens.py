@@ -2,7 +2,7 @@
 
 Every opaque credential is 256 random bits, shown to its holder once and
 stored only as its SHA-256; a database leak yields nothing usable. All
-functions run inside a :class:`persistence.tx.Tx`, so issuing or
+functions run inside a :class:`sessionflow.persistence.tx.Tx`, so issuing or
 rotating credentials commits or rolls back together with the event that
 caused it.
 """
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import String, and_, bindparam, case, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from persistence.models import RateLimit, RefreshToken, Session, User, WsTicket, table
+from sessionflow.persistence.models import RateLimit, RefreshToken, Session, User, WsTicket, table
 
 if TYPE_CHECKING:
-    from persistence.tx import Tx
+    from sessionflow.persistence.tx import Tx
 
 REFRESH_PREFIX = "sfr_"
 TICKET_PREFIX = "sft_"

@@ -1,6 +1,6 @@
 """Operations inside one write transaction: firing events and timers, touching, creating, reading due work.
 
-:class:`Tx` is what :meth:`persistence.service.TransitionService.transaction`
+:class:`Tx` is what :meth:`sessionflow.persistence.service.TransitionService.transaction`
 yields; the service's one-call methods use it too. Firing an event here is
 the sequence the service module describes: load (and on PostgreSQL lock) the
 row, look up the idempotency key, fire timers already due, check If-Match,
@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam
 
-from lifecycle import Actor, EventRefused, Outcome, StepContext
-from persistence import validate
-from persistence.bindings import IDEMPOTENCY, Binding, idempotency_insert, idempotency_select
-from persistence.database import Cursor
-from persistence.errors import IdempotencyKeyReused, InstanceNotFound, VersionConflict
-from persistence.records import Applied, Snapshot
+from sessionflow.lifecycle import Actor, EventRefused, Outcome, StepContext
+from sessionflow.persistence import validate
+from sessionflow.persistence.bindings import IDEMPOTENCY, Binding, idempotency_insert, idempotency_select
+from sessionflow.persistence.database import Cursor
+from sessionflow.persistence.errors import IdempotencyKeyReused, InstanceNotFound, VersionConflict
+from sessionflow.persistence.records import Applied, Snapshot
 
 if TYPE_CHECKING:
-    from persistence.service import TransitionService
+    from sessionflow.persistence.service import TransitionService
 
 log = logging.getLogger("sessionflow.service")
 
@@ -128,7 +128,7 @@ class Tx:
     ) -> Applied:
         """Apply ``event`` to the instance inside this transaction.
 
-        Due timers fire first. Raises :class:`~lifecycle.EventRefused` (with
+        Due timers fire first. Raises :class:`~sessionflow.lifecycle.EventRefused` (with
         the instance id) when the machine refuses, :class:`VersionConflict`
         when ``expected_version`` is stale or a concurrent writer won, and
         returns the first outcome again for a repeated ``idempotency_key``.

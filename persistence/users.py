@@ -1,4 +1,4 @@
-"""Users at rest. Passwords arrive already hashed (argon2id, in :mod:`api.passwords`).
+"""Users at rest. Passwords arrive already hashed (argon2id, in :mod:`sessionflow.api.passwords`).
 
 Users from an external identity provider are keyed by ``(oidc_issuer,
 oidc_subject)`` and have no password hash, so a password login never matches them.
@@ -14,10 +14,10 @@ from datetime import datetime
 from sqlalchemy import and_, insert, select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
-from persistence.database import Database
-from persistence.errors import InvalidInput, PersistenceError, StoreUnavailable
-from persistence.models import User, table
-from persistence.tokens import UserRecord
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.errors import InvalidInput, PersistenceError, StoreUnavailable
+from sessionflow.persistence.models import User, table
+from sessionflow.persistence.tokens import UserRecord
 
 MAX_USERNAME = 150
 

@@ -6,9 +6,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from lifecycle import Actor
-from persistence.bindings import BINDINGS, Binding
-from persistence.errors import InvalidInput, InvalidInstanceId
+from sessionflow.lifecycle import Actor
+from sessionflow.persistence.bindings import BINDINGS, Binding
+from sessionflow.persistence.errors import InvalidInput, InvalidInstanceId
 
 MAX_KEY = 128
 MAX_REQUEST_ID = 64

@@ -26,11 +26,11 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from api.auth.flows import Issued
-from api.auth.keys import load_keys
-from api.context import AppContext
-from lifecycle import Actor
-from persistence import queries
+from sessionflow.api.auth.flows import Issued
+from sessionflow.api.auth.keys import load_keys
+from sessionflow.api.context import AppContext
+from sessionflow.lifecycle import Actor
+from sessionflow.persistence import queries
 
 # What a WebSocket handshake presenting the same credential should be closed with (DESIGN 7).
 EXPECTED_CLOSE_CODE: dict[str, int] = {

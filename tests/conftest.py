@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from lifecycle import ManualClock
-from persistence import migrate
-from persistence.database import Database
-from persistence.models import Base
-from persistence.service import TransitionService
+from sessionflow.lifecycle import ManualClock
+from sessionflow.persistence import migrate
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.models import Base
+from sessionflow.persistence.service import TransitionService
 
 POSTGRES_URL = os.environ.get("SESSIONFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -16,12 +16,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from api.auth.errors import InvalidCredentials, NotConnectable
-from api.auth.tokens import ANONYMOUS_TYPE, AccessTokens
-from lifecycle import SessionState
-from persistence.errors import InstanceNotFound
-from persistence.service import TransitionService
-from persistence.tokens import TICKET_PREFIX, TicketStatus, consume_ticket, token_hash
+from sessionflow.api.auth.errors import InvalidCredentials, NotConnectable
+from sessionflow.api.auth.tokens import ANONYMOUS_TYPE, AccessTokens
+from sessionflow.lifecycle import SessionState
+from sessionflow.persistence.errors import InstanceNotFound
+from sessionflow.persistence.service import TransitionService
+from sessionflow.persistence.tokens import TICKET_PREFIX, TicketStatus, consume_ticket, token_hash
 
 S = SessionState
 LIVE = frozenset({S.SESSION_ACTIVE, S.WS_CONNECTED, S.WS_DISCONNECTED})

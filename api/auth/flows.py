@@ -12,18 +12,18 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from api.auth.errors import InvalidCredentials, RateLimited
-from api.auth.oidc import OidcVerifier
-from api.auth.tokens import ANONYMOUS_TYPE, AccessTokens
-from api.passwords import verify_password
-from api.settings import Settings
-from lifecycle import Actor, EventRefused, SessionState
-from persistence import queries, tokens
-from persistence.bindings import SESSIONS
-from persistence.records import Applied
-from persistence.service import TransitionService
-from persistence.tokens import RefreshStatus, UserRecord
-from persistence.tx import Tx
+from sessionflow.api.auth.errors import InvalidCredentials, RateLimited
+from sessionflow.api.auth.oidc import OidcVerifier
+from sessionflow.api.auth.tokens import ANONYMOUS_TYPE, AccessTokens
+from sessionflow.api.passwords import verify_password
+from sessionflow.api.settings import Settings
+from sessionflow.lifecycle import Actor, EventRefused, SessionState
+from sessionflow.persistence import queries, tokens
+from sessionflow.persistence.bindings import SESSIONS
+from sessionflow.persistence.records import Applied
+from sessionflow.persistence.service import TransitionService
+from sessionflow.persistence.tokens import RefreshStatus, UserRecord
+from sessionflow.persistence.tx import Tx
 
 S = SessionState
 # Verified against when the user does not exist, so that unknown users and wrong passwords cost the same.

@@ -20,7 +20,7 @@ from typing import Any
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from sqlalchemy import make_url
 
-from api.settings import Settings, SettingsError
+from sessionflow.api.settings import Settings, SettingsError
 
 log = logging.getLogger("sessionflow.keys")
 

@@ -30,12 +30,12 @@ from urllib.parse import urlsplit
 
 import jwt
 
-from api.auth.errors import InvalidCredentials
-from api.settings import PREFIX, Settings, SettingsError
-from lifecycle import Clock
-from persistence import users
-from persistence.database import Database
-from persistence.tokens import UserRecord
+from sessionflow.api.auth.errors import InvalidCredentials
+from sessionflow.api.settings import PREFIX, Settings, SettingsError
+from sessionflow.lifecycle import Clock
+from sessionflow.persistence import users
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.tokens import UserRecord
 
 log = logging.getLogger("sessionflow.oidc")
 

@@ -2,7 +2,7 @@
 
 Verification requires every claim, checks ``iss``, ``aud`` and ``typ``, and
 checks time claims against the service's clock (so tests and simulations can
-move time). The session row is checked afterwards by :mod:`api.auth.authenticate`.
+move time). The session row is checked afterwards by :mod:`sessionflow.api.auth.authenticate`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from datetime import timedelta
 
 import jwt
 
-from api.auth.errors import InvalidCredentials
-from api.auth.keys import SigningKeys
-from lifecycle import Clock
+from sessionflow.api.auth.errors import InvalidCredentials
+from sessionflow.api.auth.keys import SigningKeys
+from sessionflow.lifecycle import Clock
 
 ACCESS_TYPE = "access"
 ANONYMOUS_TYPE = "anonymous"  # proves creation of one anonymous session; single use, for the login upgrade

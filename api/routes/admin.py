@@ -10,12 +10,12 @@ from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
-from api.auth.authenticate import Purpose
-from api.context import AppContext, Ctx, request_id
-from api.problems import problem, responses
-from api.routes.auth import could_exist
-from lifecycle import SESSION, Actor
-from persistence import queries
+from sessionflow.api.auth.authenticate import Purpose
+from sessionflow.api.context import AppContext, Ctx, request_id
+from sessionflow.api.problems import problem, responses
+from sessionflow.api.routes.auth import could_exist
+from sessionflow.lifecycle import SESSION, Actor
+from sessionflow.persistence import queries
 
 StateName = Annotated[str | None, QueryParameter(name="state", description="only sessions in this state")]
 

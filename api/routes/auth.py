@@ -11,12 +11,12 @@ from litestar.datastructures import State
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from api.auth.authenticate import Purpose
-from api.auth.errors import InvalidCredentials
-from api.context import Ctx, request_id
-from api.problems import problem, responses
-from persistence.errors import InvalidInput
-from persistence.users import validate_username
+from sessionflow.api.auth.authenticate import Purpose
+from sessionflow.api.auth.errors import InvalidCredentials
+from sessionflow.api.context import Ctx, request_id
+from sessionflow.api.problems import problem, responses
+from sessionflow.persistence.errors import InvalidInput
+from sessionflow.persistence.users import validate_username
 
 
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):

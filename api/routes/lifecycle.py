@@ -7,9 +7,8 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Response, get
 from litestar.params import FromPath, QueryParameter
 
-from api import protocol
-from api.problems import problem, responses
-from lifecycle import MACHINES, Definition, diagrams
+from sessionflow.api.problems import problem, responses
+from sessionflow.lifecycle import MACHINES, Definition, diagrams, protocol
 
 _MEDIA = {
     "mermaid": "text/vnd.mermaid; charset=utf-8",

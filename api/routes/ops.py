@@ -6,8 +6,8 @@ from litestar import Response, get
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from sqlalchemy import text
 
-from api.context import Ctx
-from persistence import migrate
+from sessionflow.api.context import Ctx
+from sessionflow.persistence import migrate
 
 
 @get("/api/health", sync_to_thread=False, tags=["operations"], summary="Liveness: the process answers")

@@ -17,13 +17,13 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter
 
-from api.auth.authenticate import Principal, Purpose
-from api.context import AppContext, Ctx, request_id
-from api.problems import problem, responses
-from lifecycle import SESSION, Actor, engine
-from persistence import queries
-from persistence.errors import InstanceNotFound
-from persistence.records import Applied, Snapshot
+from sessionflow.api.auth.authenticate import Principal, Purpose
+from sessionflow.api.context import AppContext, Ctx, request_id
+from sessionflow.api.problems import problem, responses
+from sessionflow.lifecycle import SESSION, Actor, engine
+from sessionflow.persistence import queries
+from sessionflow.persistence.errors import InstanceNotFound
+from sessionflow.persistence.records import Applied, Snapshot
 
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,10})"?\s*$')
 

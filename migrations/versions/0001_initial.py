@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from persistence.types import UTCDateTime
+from sessionflow.persistence.types import UTCDateTime
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None

@@ -20,14 +20,14 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from api.app import create_app
-from api.auth.flows import Issued
-from api.context import AppContext
-from api.passwords import hash_password
-from api.settings import Settings
-from lifecycle import ManualClock
-from persistence import queries
-from persistence.users import create_user
+from sessionflow.api.app import create_app
+from sessionflow.api.auth.flows import Issued
+from sessionflow.api.context import AppContext
+from sessionflow.api.passwords import hash_password
+from sessionflow.api.settings import Settings
+from sessionflow.lifecycle import ManualClock
+from sessionflow.persistence import queries
+from sessionflow.persistence.users import create_user
 
 PASSWORD = "correct horse battery staple"
 SECRET = "test-signing-secret-" + "x" * 64  # long enough for HS512 too (a bad-token case)

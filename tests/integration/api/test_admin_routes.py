@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from persistence import queries
-from persistence.users import create_user
+from sessionflow.persistence import queries
+from sessionflow.persistence.users import create_user
 from tests.integration.api.conftest import PASSWORD, Api, User, assert_problem, bearer
 
 ADMIN_ROUTES = [

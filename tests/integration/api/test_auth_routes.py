@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from persistence import queries
-from persistence.users import create_user
+from sessionflow.persistence import queries
+from sessionflow.persistence.users import create_user
 from tests.integration.api.conftest import PASSWORD, Api, assert_problem, bearer
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from api.auth.authenticate import Purpose
-from api.auth.errors import InvalidCredentials
+from sessionflow.api.auth.authenticate import Purpose
+from sessionflow.api.auth.errors import InvalidCredentials
 from tests.bad_tokens import BAD_TOKENS, EXPECTED_CLOSE_CODE, BadToken, TokenContext, write_rsa_keys
 from tests.integration.api.conftest import Api, assert_problem
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle import Actor, ManualClock
-from persistence.database import Database
-from persistence.service import TransitionService
+from sessionflow.lifecycle import Actor, ManualClock
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.service import TransitionService
 
 ROOT = Path(__file__).resolve().parents[3]
 PASSWORD = "correct horse battery staple"
@@ -23,7 +23,7 @@ def run(*args: str, url: str, stdin: str = "", cwd: Path = ROOT) -> subprocess.C
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONFLOW_")}
     env["SESSIONFLOW_DATABASE_URL"] = url
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
+        [sys.executable, "-m", "sessionflow.api.cli", *args],
         input=stdin,
         capture_output=True,
         text=True,

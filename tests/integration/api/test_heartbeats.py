@@ -10,13 +10,13 @@ from datetime import timedelta
 
 import pytest
 
-from api import heartbeats as heartbeats_module
-from api.heartbeats import Heartbeats
-from lifecycle import Actor, ManualClock
-from persistence import connections
-from persistence.errors import StoreUnavailable
-from persistence.service import TransitionService
-from persistence.tx import Tx
+from sessionflow.api import heartbeats as heartbeats_module
+from sessionflow.api.heartbeats import Heartbeats
+from sessionflow.lifecycle import Actor, ManualClock
+from sessionflow.persistence import connections
+from sessionflow.persistence.errors import StoreUnavailable
+from sessionflow.persistence.service import TransitionService
+from sessionflow.persistence.tx import Tx
 from tests.integration.persistence.conftest import log_in
 
 HOUR = 3600.0

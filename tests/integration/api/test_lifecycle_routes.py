@@ -9,9 +9,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from api import protocol
-from api.app import create_app
-from lifecycle import CONNECTION, MACHINES, SESSION, ManualClock, diagrams
+from sessionflow.api.app import create_app
+from sessionflow.lifecycle import CONNECTION, MACHINES, SESSION, ManualClock, diagrams, protocol
 from tests.conftest import needs_dot
 from tests.integration.api.conftest import Api, assert_problem, settings_for
 

@@ -23,16 +23,16 @@ from jwt.algorithms import RSAAlgorithm
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from api import problems
-from api.app import create_app
-from api.auth.errors import InvalidCredentials
-from api.auth.oidc import IdentityProviderUnavailable, from_settings
-from api.context import AppContext
-from api.settings import Settings
-from lifecycle import ManualClock
-from persistence import queries, users
-from persistence.database import Database
-from persistence.tokens import UserRecord
+from sessionflow.api import problems
+from sessionflow.api.app import create_app
+from sessionflow.api.auth.errors import InvalidCredentials
+from sessionflow.api.auth.oidc import IdentityProviderUnavailable, from_settings
+from sessionflow.api.context import AppContext
+from sessionflow.api.settings import Settings
+from sessionflow.lifecycle import ManualClock
+from sessionflow.persistence import queries, users
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.tokens import UserRecord
 
 # Litestar 2.25 deprecates the inferred path parameters in api/routes/sessions.py (not this feature's file);
 # with filterwarnings=error that would stop create_app here. Remove once that module declares them.

@@ -19,10 +19,10 @@ from litestar import Litestar
 from litestar.routes import HTTPRoute, WebSocketRoute
 from litestar.testing import TestClient
 
-from api import problems
-from api.app import create_app
-from lifecycle import ManualClock
-from persistence.users import create_user
+from sessionflow.api import problems
+from sessionflow.api.app import create_app
+from sessionflow.lifecycle import ManualClock
+from sessionflow.persistence.users import create_user
 from tests.integration.api.conftest import PROBLEM_JSON, Api, bearer, settings_for
 
 # (method, path) exactly as DESIGN 6 lists them; the admin routes as the design's "admin routes" row names them.

@@ -45,15 +45,15 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api.app import create_app
-from api.auth.authenticate import Purpose
-from api.auth.errors import AuthError
-from api.context import AppContext
-from api.passwords import hash_password
-from api.settings import Settings
-from persistence import migrate
-from persistence.database import Database
-from persistence.users import create_user
+from sessionflow.api.app import create_app
+from sessionflow.api.auth.authenticate import Purpose
+from sessionflow.api.auth.errors import AuthError
+from sessionflow.api.context import AppContext
+from sessionflow.api.passwords import hash_password
+from sessionflow.api.settings import Settings
+from sessionflow.persistence import migrate
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.users import create_user
 
 SCHEMA_PATH = "/api/schema/openapi.json"
 PASSWORD = "fuzzing-password-1"

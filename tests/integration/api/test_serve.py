@@ -26,7 +26,7 @@ def test_serve_migrates_then_reports_healthy_and_ready(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONFLOW_")}
     env["SESSIONFLOW_DATABASE_URL"] = f"sqlite:///{tmp_path / 'served.db'}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "sessionflow.api.cli", "serve", "--port", str(port)],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,

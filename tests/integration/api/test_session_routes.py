@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from persistence import queries
+from sessionflow.persistence import queries
 from tests.integration.api.conftest import Api, assert_problem, bearer
 
 

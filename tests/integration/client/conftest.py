@@ -25,12 +25,12 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from api.client import Client, ClientTransition, SessionTransition, Transition, Wire
-from api.passwords import hash_password
-from lifecycle import SystemClock
-from persistence import migrate
-from persistence.database import Database
-from persistence.users import create_user
+from sessionflow.api.passwords import hash_password
+from sessionflow.client import Client, ClientTransition, SessionTransition, Transition, Wire
+from sessionflow.lifecycle import SystemClock
+from sessionflow.persistence import migrate
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.users import create_user
 
 ROOT = Path(__file__).resolve().parents[3]
 PASSWORD = "correct horse battery staple"
@@ -81,7 +81,7 @@ class Server:
         self.settings.update(settings)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "sessionflow.api.cli", "serve", "--port", str(self.port)],
                 env=self.env(),
                 cwd=self.directory,
                 stdout=log,

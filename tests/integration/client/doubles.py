@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.client import Client
+from sessionflow.client import Client
 
 
 class SilentClient(Client):

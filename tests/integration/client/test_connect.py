@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from api.client import Client, ClientError, ClientState, SessionTransition, Transition
-from api.protocol import ClientAction
-from lifecycle import ManualClock
+from sessionflow.client import Client, ClientError, ClientState, SessionTransition, Transition
+from sessionflow.lifecycle import ManualClock
+from sessionflow.lifecycle.protocol import ClientAction
 
 from .conftest import (
     PASSWORD,

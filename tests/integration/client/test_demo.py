@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from api.demo import run_demo
+from sessionflow.api.demo import run_demo
 
 from .conftest import ROOT, run
 

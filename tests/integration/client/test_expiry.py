@@ -11,7 +11,7 @@ import asyncio
 import httpx
 import pytest
 
-from api.client import Client
+from sessionflow.client import Client
 
 from .conftest import (
     PASSWORD,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from api.client import Client
-from api.protocol import ClientAction
+from sessionflow.client import Client
+from sessionflow.lifecycle.protocol import ClientAction
 
 from .conftest import (
     PASSWORD,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from api.client import Client
-from lifecycle import ManualClock
+from sessionflow.client import Client
+from sessionflow.lifecycle import ManualClock
 
 from .conftest import PASSWORD, Server, Sleeps, Trace, client_transitions, run, server_fixture, until
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.client import Client
+from sessionflow.client import Client
 
 from .conftest import (
     PASSWORD,

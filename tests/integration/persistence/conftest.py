@@ -8,11 +8,11 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import func, select
 
-from lifecycle import Actor
-from persistence.database import Database
-from persistence.models import Base, TransitionRecord
-from persistence.records import Snapshot
-from persistence.service import TransitionService
+from sessionflow.lifecycle import Actor
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.models import Base, TransitionRecord
+from sessionflow.persistence.records import Snapshot
+from sessionflow.persistence.service import TransitionService
 
 LOGIN_FACTS = {"credentials_verified": True, "user_enabled": True, "under_session_cap": True}
 

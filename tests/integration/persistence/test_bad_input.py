@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from lifecycle import Actor, UnknownEvent
-from persistence.errors import InstanceNotFound, InvalidInput, InvalidInstanceId
-from persistence.service import TransitionService
+from sessionflow.lifecycle import Actor, UnknownEvent
+from sessionflow.persistence.errors import InstanceNotFound, InvalidInput, InvalidInstanceId
+from sessionflow.persistence.service import TransitionService
 
 GOOD: dict[str, Any] = {"actor": Actor.CLIENT}
 

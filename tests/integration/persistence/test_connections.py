@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from lifecycle import Actor, ManualClock
-from persistence import connections
-from persistence.database import Database
-from persistence.service import TransitionService
+from sessionflow.lifecycle import Actor, ManualClock
+from sessionflow.persistence import connections
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.service import TransitionService
 from tests.integration.persistence.conftest import history_of, log_in
 
 

@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from lifecycle import Actor, EventRefused, ManualClock
-from persistence.records import Applied
-from persistence.service import TransitionService
-from persistence.tx import Tx
+from sessionflow.lifecycle import Actor, EventRefused, ManualClock
+from sessionflow.persistence.records import Applied
+from sessionflow.persistence.service import TransitionService
+from sessionflow.persistence.tx import Tx
 from tests.integration.persistence.conftest import history_of, log_in
 
 

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from lifecycle import Actor
-from persistence.database import Database
-from persistence.errors import IdempotencyKeyReused
-from persistence.service import TransitionService
+from sessionflow.lifecycle import Actor
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.errors import IdempotencyKeyReused
+from sessionflow.persistence.service import TransitionService
 from tests.integration.persistence.conftest import history_of, log_in
 
 REFRESH = {"refresh_token_current": True}

@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from lifecycle import Actor, EventRefused, ManualClock
-from persistence.database import Database
-from persistence.errors import VersionConflict
-from persistence.records import Applied
-from persistence.service import TransitionService
+from sessionflow.lifecycle import Actor, EventRefused, ManualClock
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.errors import VersionConflict
+from sessionflow.persistence.records import Applied
+from sessionflow.persistence.service import TransitionService
 from tests.integration.persistence.conftest import history_of, log_in
 
 WORKERS = 50

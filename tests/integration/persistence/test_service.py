@@ -6,11 +6,11 @@ import uuid
 
 import pytest
 
-from lifecycle import Actor, ActorNotPermitted, GuardFailed, SessionState, TransitionNotAllowed
-from persistence.bindings import CONNECTIONS
-from persistence.database import Database
-from persistence.errors import InstanceNotFound, VersionConflict
-from persistence.service import TransitionService
+from sessionflow.lifecycle import Actor, ActorNotPermitted, GuardFailed, SessionState, TransitionNotAllowed
+from sessionflow.persistence.bindings import CONNECTIONS
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.errors import InstanceNotFound, VersionConflict
+from sessionflow.persistence.service import TransitionService
 from tests.integration.persistence.conftest import LOGIN_FACTS, history_of
 
 

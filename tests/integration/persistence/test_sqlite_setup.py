@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from persistence import database
-from persistence.database import Database
+from sessionflow.persistence import database
+from sessionflow.persistence.database import Database
 
 
 def test_a_new_file_switches_to_wal_once_a_writer_lets_go(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from lifecycle import Actor, ManualClock
-from persistence.database import Database
-from persistence.service import TransitionService
+from sessionflow.lifecycle import Actor, ManualClock
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.service import TransitionService
 from tests.integration.persistence.conftest import history_of, log_in
 
 IDLE = timedelta(minutes=30)

@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from persistence.database import Database
-from persistence.errors import StoreUnavailable
-from persistence.models import RateLimit, table
-from persistence.service import TransitionService
-from persistence.tokens import count_attempt
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.errors import StoreUnavailable
+from sessionflow.persistence.models import RateLimit, table
+from sessionflow.persistence.service import TransitionService
+from sessionflow.persistence.tokens import count_attempt
 
 _limits = table(RateLimit)
 MINUTE = timedelta(minutes=1)

@@ -34,12 +34,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from api.passwords import hash_password
-from persistence import queries
-from persistence.database import Database
-from persistence.models import Connection as ConnectionRow
-from persistence.models import Session as SessionRow
-from persistence.users import create_user
+from sessionflow.api.passwords import hash_password
+from sessionflow.persistence import queries
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.models import Connection as ConnectionRow
+from sessionflow.persistence.models import Session as SessionRow
+from sessionflow.persistence.users import create_user
 
 ROOT = Path(__file__).resolve().parents[3]
 PASSWORD = "ws-test-password-correct-horse"
@@ -211,7 +211,7 @@ class Server:
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "sessionflow.api.cli", "serve", "--port", str(self.port)],
                 env=self._env,
                 cwd=self.directory,
                 stdout=log,

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from api.app import build_context
-from api.context import AppContext
-from api.settings import Settings
-from persistence import queries
+from sessionflow.api.app import build_context
+from sessionflow.api.context import AppContext
+from sessionflow.api.settings import Settings
+from sessionflow.persistence import queries
 from tests.bad_tokens import BAD_TOKENS, BadToken, TokenContext, write_rsa_keys
 from tests.integration.ws.conftest import SECRET, Server, Servers, expect_close
 

@@ -11,8 +11,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from api.auth.errors import InvalidCredentials
-from api.auth.oidc import (
+from sessionflow.api.auth.errors import InvalidCredentials
+from sessionflow.api.auth.oidc import (
     LEEWAY,
     IdentityProviderUnavailable,
     IdTokenVerifier,
@@ -21,10 +21,10 @@ from api.auth.oidc import (
     pinned_algorithms,
     username_candidates,
 )
-from api.settings import Settings, SettingsError
-from lifecycle import ManualClock
-from persistence.database import Database
-from persistence.users import MAX_USERNAME, validate_username
+from sessionflow.api.settings import Settings, SettingsError
+from sessionflow.lifecycle import ManualClock
+from sessionflow.persistence.database import Database
+from sessionflow.persistence.users import MAX_USERNAME, validate_username
 
 ISSUER = "https://login.example.test:8443/realms/main"
 AUDIENCE = "sessionflow-web"

@@ -1,4 +1,4 @@
-"""Errors to WebSocket close codes (DESIGN 7): :func:`api.ws.close_code_for`, without a socket.
+"""Errors to WebSocket close codes (DESIGN 7): :func:`sessionflow.api.ws.close_code_for`, without a socket.
 
 The integration tests in tests/integration/ws provoke every code a server can
 send over a real socket, except 4500: an unexpected error in the handler has
@@ -12,11 +12,11 @@ import uuid
 
 import pytest
 
-from api.auth.errors import AuthError, Forbidden, InvalidCredentials, NotConnectable, RateLimited
-from api.protocol import BY_CODE
-from api.ws import close_code_for
-from lifecycle import EventRefused
-from persistence.errors import InstanceNotFound, PersistenceError, StoreUnavailable
+from sessionflow.api.auth.errors import AuthError, Forbidden, InvalidCredentials, NotConnectable, RateLimited
+from sessionflow.api.ws import close_code_for
+from sessionflow.lifecycle import EventRefused
+from sessionflow.lifecycle.protocol import BY_CODE
+from sessionflow.persistence.errors import InstanceNotFound, PersistenceError, StoreUnavailable
 from tests.bad_tokens import EXPECTED_CLOSE_CODE
 
 CREDENTIAL_CODES = {

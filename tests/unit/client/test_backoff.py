@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from api.client import Backoff
+from sessionflow.client import Backoff
 
 
 class Clock:

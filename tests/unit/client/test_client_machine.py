@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lifecycle import (
+from sessionflow.lifecycle import (
     CLIENT,
     MACHINES,
     Actor,
@@ -25,7 +25,7 @@ from lifecycle import (
     TransitionNotAllowed,
     engine,
 )
-from lifecycle.checks import problems
+from sessionflow.lifecycle.checks import problems
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 

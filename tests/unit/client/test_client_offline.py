@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from api.client import Client, ClientError, ClientState, ClientTransition
+from sessionflow.client import Client, ClientError, ClientState, ClientTransition
 
 
 def closed_port() -> int:

@@ -6,10 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from api import protocol
-from api.client import EVENT_FOR_ACTION, close_action
-from api.protocol import CLOSE_CODES, ClientAction, CloseCode
-from lifecycle import CLIENT, Actor, StepContext, engine
+from sessionflow.client import EVENT_FOR_ACTION, close_action
+from sessionflow.lifecycle import CLIENT, Actor, StepContext, engine, protocol
+from sessionflow.lifecycle.protocol import CLOSE_CODES, ClientAction, CloseCode
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from api.client import ClientTransition, Delay, SessionTransition, Wire
-from api.demo import HEADER, Recorder, _diagram
+from sessionflow.api.demo import HEADER, Recorder, _diagram
+from sessionflow.client import ClientTransition, Delay, SessionTransition, Wire
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -118,7 +118,7 @@ def test_check_mode_compares_and_write_mode_writes(tmp_path: Path) -> None:
 
 def test_waiting_for_a_step_gives_up_with_a_demo_error() -> None:
     """A step that never completes ends the demo with a message, not a hang."""
-    from api import demo
+    from sessionflow.api import demo
 
     async def scenario() -> None:
         recorder = Recorder(io.StringIO())

@@ -19,8 +19,8 @@ import pytest
 import uvicorn
 import yaml
 
-from api.app import create_app
-from api.settings import Settings
+from sessionflow.api.app import create_app
+from sessionflow.api.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "traefik"
 WEBSOCKET_PATH = "/api/ws"  # DESIGN 7; covered whether or not the handler exists yet

@@ -1,7 +1,7 @@
 """Example machine definitions, as data: one sound turnstile and variants that each break one rule.
 
 ``BROKEN`` maps a short name to a definition and the exact problems
-:func:`lifecycle.checks.problems` must report for it: each variant changes the
+:func:`sessionflow.lifecycle.checks.problems` must report for it: each variant changes the
 sound machine in one way, so any extra or missing problem shows up in a test.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-from lifecycle.model import Actor, Definition, EventSpec, Timer, TimerPolicy, Transition
+from sessionflow.lifecycle.model import Actor, Definition, EventSpec, Timer, TimerPolicy, Transition
 
 _EVENTS = {
     "coin": EventSpec("coin", frozenset({Actor.CLIENT}), "pay"),

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from lifecycle import CLIENT, CONNECTION, MACHINES, SESSION, Definition, DefinitionError, LifecycleError
-from lifecycle.checks import check, problems
-from lifecycle.engine import Engine
+from sessionflow.lifecycle import CLIENT, CONNECTION, MACHINES, SESSION, Definition, DefinitionError, LifecycleError
+from sessionflow.lifecycle.checks import check, problems
+from sessionflow.lifecycle.engine import Engine
 
 from .broken_machines import BROKEN, SOUND
 

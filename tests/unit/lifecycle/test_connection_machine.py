@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lifecycle import (
+from sessionflow.lifecycle import (
     CONNECTION,
     Actor,
     ActorNotPermitted,

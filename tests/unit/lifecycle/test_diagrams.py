@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle import CONNECTION, MACHINES, SESSION, Definition, engine
-from lifecycle.diagrams import (
+from sessionflow.lifecycle import CONNECTION, MACHINES, SESSION, Definition, engine
+from sessionflow.lifecycle.diagrams import (
     FORMATS,
     DiagramError,
     edges,

@@ -16,7 +16,7 @@ from hypothesis import event as event_statistic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lifecycle import (
+from sessionflow.lifecycle import (
     CONNECTION,
     SESSION,
     Actor,
@@ -30,7 +30,7 @@ from lifecycle import (
     TransitionNotAllowed,
     engine,
 )
-from lifecycle.engine import Timers
+from sessionflow.lifecycle.engine import Timers
 
 from . import test_connection_machine as connection_design
 from . import test_session_machine as session_design

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lifecycle import CONNECTION, SESSION, Actor, Definition, Engine, StepContext, engine
-from lifecycle.engine import Outcome
+from sessionflow.lifecycle import CONNECTION, SESSION, Actor, Definition, Engine, StepContext, engine
+from sessionflow.lifecycle.engine import Outcome
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -6,7 +6,7 @@ session at login; the client keeps the access token fresh (at ``refresh_at``
 of its life, and on ``token_expiring``, followed by ``reauth``), connects
 only once the session is active, answers heartbeats, resumes with
 ``last_seq``, and on every close does what the shared close-code table
-(:data:`api.protocol.CLOSE_CODES`) says. Reconnects wait a full-jitter
+(:data:`sessionflow.lifecycle.protocol.CLOSE_CODES`) says. Reconnects wait a full-jitter
 backoff through the injected ``sleep`` and never give up while the session
 can still be used; refusals that no retry can fix stop the client and
 :attr:`Client.stopped` says why. Tokens, tickets and ids never reach the
@@ -27,13 +27,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from api.client.backoff import Backoff
-from api.client.connection import ConnectionLoop, Sleep
-from api.client.credentials import Refused
-from api.client.records import ClientError, Stopped, Transition, TransitionStream, Wire
-from api.client.refusals import problem
-from lifecycle import Actor, Clock, SystemClock, engine
-from lifecycle.client import CLIENT, ClientEvent, ClientState
+from sessionflow.client.backoff import Backoff
+from sessionflow.client.connection import ConnectionLoop, Sleep
+from sessionflow.client.credentials import Refused
+from sessionflow.client.records import ClientError, Stopped, Transition, TransitionStream, Wire
+from sessionflow.client.refusals import problem
+from sessionflow.lifecycle import Actor, Clock, SystemClock, engine
+from sessionflow.lifecycle.client import CLIENT, ClientEvent, ClientState
 
 E = ClientEvent
 S = ClientState

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from api.client.backoff import Delay
-from api.protocol import ClientAction
-from lifecycle import EventRefused
+from sessionflow.client.backoff import Delay
+from sessionflow.lifecycle import EventRefused
+from sessionflow.lifecycle.protocol import ClientAction
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,8 @@ async with Client("http://127.0.0.1:8000") as client:
 
 from __future__ import annotations
 
-from api.client.backoff import Backoff, Delay
-from api.client.records import (
+from sessionflow.client.backoff import Backoff, Delay
+from sessionflow.client.records import (
     ClientError,
     ClientTransition,
     SessionTransition,
@@ -19,9 +19,9 @@ from api.client.records import (
     TransitionStream,
     Wire,
 )
-from api.client.refusals import EVENT_FOR_ACTION, close_action
-from api.client.session import Client
-from lifecycle.client import CLIENT, ClientEvent, ClientState
+from sessionflow.client.refusals import EVENT_FOR_ACTION, close_action
+from sessionflow.client.session import Client
+from sessionflow.lifecycle.client import CLIENT, ClientEvent, ClientState
 
 __all__ = [
     "CLIENT",

@@ -3,7 +3,7 @@
 The client is one object built in layers, each in its own module and each
 resting on the one before: this core, then token keeping
 (``credentials.py``), then the connection loop (``connection.py``), then the
-public :class:`~api.client.session.Client`. A layer declares the state it
+public :class:`~sessionflow.client.session.Client`. A layer declares the state it
 owns; ``Client.__init__`` sets all of it. Every move goes through
 ``engine(CLIENT).step`` here, and every HTTP request and WebSocket send is
 described to the trace without tokens, tickets or ids.
@@ -23,11 +23,11 @@ import httpx
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from api.client.backoff import Backoff, Delay
-from api.client.records import ClientError, ClientTransition, Stopped, Transition, Wire
-from api.client.refusals import close_action, close_name, json_field, problem
-from lifecycle import Actor, Clock, Engine, EventRefused, StepContext
-from lifecycle.client import ClientEvent, ClientState
+from sessionflow.client.backoff import Backoff, Delay
+from sessionflow.client.records import ClientError, ClientTransition, Stopped, Transition, Wire
+from sessionflow.client.refusals import close_action, close_name, json_field, problem
+from sessionflow.lifecycle import Actor, Clock, Engine, EventRefused, StepContext
+from sessionflow.lifecycle.client import ClientEvent, ClientState
 
 log = logging.getLogger("sessionflow.client")
 

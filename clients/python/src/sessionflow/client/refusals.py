@@ -1,7 +1,7 @@
 """How the client reads the server's refusals: WebSocket close codes and HTTP problem details.
 
 Close codes are read from the table shared with the server
-(:data:`api.protocol.CLOSE_CODES`); the client keeps no copy, so a change
+(:data:`sessionflow.lifecycle.protocol.CLOSE_CODES`); the client keeps no copy, so a change
 there changes what the client does.
 """
 
@@ -13,9 +13,9 @@ from collections.abc import Mapping
 
 import httpx
 
-from api import protocol
-from api.protocol import ClientAction
-from lifecycle.client import ClientEvent
+from sessionflow.lifecycle import protocol
+from sessionflow.lifecycle.client import ClientEvent
+from sessionflow.lifecycle.protocol import ClientAction
 
 E = ClientEvent
 

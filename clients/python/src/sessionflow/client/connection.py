@@ -21,9 +21,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Origin
 
-from api.client.credentials import TokenKeeping
-from api.client.records import SessionTransition, Stopped
-from api.client.refusals import (
+from sessionflow.client.credentials import TokenKeeping
+from sessionflow.client.records import SessionTransition, Stopped
+from sessionflow.client.refusals import (
     ABNORMAL,
     EXPIRED,
     close_action,
@@ -32,8 +32,8 @@ from api.client.refusals import (
     problem,
     response_retry_after,
 )
-from lifecycle import Actor
-from lifecycle.client import ClientEvent, ClientState
+from sessionflow.lifecycle import Actor
+from sessionflow.lifecycle.client import ClientEvent, ClientState
 
 log = logging.getLogger("sessionflow.client")
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import httpx
 
-from api.client.core import Core
-from api.client.records import Stopped
-from api.client.refusals import problem
-from lifecycle import Actor
-from lifecycle.client import ClientEvent, ClientState
+from sessionflow.client.core import Core
+from sessionflow.client.records import Stopped
+from sessionflow.client.refusals import problem
+from sessionflow.lifecycle import Actor
+from sessionflow.lifecycle.client import ClientEvent, ClientState
 
 E = ClientEvent
 S = ClientState
