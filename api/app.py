@@ -22,6 +22,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 
 from sessionflow.api import fanout, observability, problems
@@ -30,7 +31,7 @@ from sessionflow.api.auth.flows import Flows
 from sessionflow.api.auth.keys import load_keys
 from sessionflow.api.auth.oidc import from_settings as oidc_from_settings
 from sessionflow.api.auth.tokens import AccessTokens
-from sessionflow.api.context import AppContext, provide_ctx
+from sessionflow.api.context import BEARER, AppContext, provide_ctx
 from sessionflow.api.heartbeats import SESSION_TOUCH_EVERY, Heartbeats
 from sessionflow.api.routes.admin import AdminController
 from sessionflow.api.routes.auth import AuthController
@@ -40,8 +41,7 @@ from sessionflow.api.routes.sessions import SessionController
 from sessionflow.api.settings import Settings
 from sessionflow.api.ws import Live, ws_endpoint
 from sessionflow.lifecycle import Clock, SystemClock
-from sessionflow.persistence.database import Database
-from sessionflow.persistence.service import TransitionService
+from sessionflow.persistence import Database, TransitionService, migrate
 
 log = logging.getLogger("sessionflow.app")
 
@@ -81,6 +81,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> AppConte
         service=service,
         auth=Authenticator(service, access, idle_timeout=settings.session_idle_timeout),
         flows=Flows(service, access, settings),
+        schema_head=migrate.head(),
     )
 
 
@@ -102,10 +103,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        log.info("sessions stored in %s", settings.database_shown())
         hub.bind(asyncio.get_running_loop())
         observability.SESSIONS_BY_STATE.attach(ctx.db)
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(heartbeats.run())]
+        tasks = [
+            asyncio.create_task(heartbeats.run()),
+            asyncio.create_task(fanout.resync_periodically(ctx.db, hub, settings.ws_resync_interval.total_seconds())),
+        ]
         if run_sweeper:
             tasks.append(asyncio.create_task(sweep_periodically(ctx.service, settings.sweep_interval.total_seconds())))
         if ctx.db.is_postgresql:
@@ -148,6 +153,16 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         ],
         logging_config=observability.logging_config(settings.log_level),
         openapi_config=OpenAPIConfig(
+            components=Components(
+                security_schemes={
+                    BEARER: SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        bearer_format="JWT",
+                        description="An access token from POST /api/auth/login or /api/auth/refresh",
+                    )
+                }
+            ),
             title="sessionflow",
             version=importlib.metadata.version("sessionflow"),
             path="/api/schema",

@@ -11,12 +11,14 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 
 from sessionflow.api.auth.authenticate import Authenticator, Principal, Purpose
-from sessionflow.api.auth.errors import Forbidden
 from sessionflow.api.auth.flows import Flows
+from sessionflow.api.errors import Forbidden
 from sessionflow.api.settings import Settings
-from sessionflow.persistence import queries
-from sessionflow.persistence.database import Database
-from sessionflow.persistence.service import TransitionService
+from sessionflow.persistence import Database, TransitionService, users
+
+BEARER = "BearerToken"  # the OpenAPI security scheme of the access token
+BEARER_REQUIRED: list[dict[str, list[str]]] = [{BEARER: []}]
+"""What a handler or controller that needs the access token declares (``security=BEARER_REQUIRED``)."""
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -28,14 +30,15 @@ class AppContext:
     service: TransitionService
     auth: Authenticator
     flows: Flows
+    schema_head: str  # the migration this code expects, read once at start: probes never touch the scripts
 
-    def principal(self, request: Request[object, object, State], purpose: Purpose = Purpose.HTTP) -> Principal:
+    def principal(self, request: Request[object, object, State], purpose: Purpose = Purpose.USE) -> Principal:
         return self.auth.bearer(request.headers.get("authorization"), purpose)
 
     def is_admin(self, principal: Principal) -> bool:
         if principal.user_id is None:
             return False
-        user = queries.user_by_id(self.db, principal.user_id)
+        user = users.by_id(self.db, principal.user_id)
         return bool(user and user.is_admin and user.enabled)
 
     def require_admin(self, principal: Principal) -> None:

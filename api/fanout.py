@@ -29,10 +29,9 @@ from typing import Any
 import psycopg
 from sqlalchemy import bindparam, func, make_url, select
 
-from sessionflow.persistence.database import Database
-from sessionflow.persistence.records import Applied
-from sessionflow.persistence.service import TransitionService
-from sessionflow.persistence.tx import Tx
+from sessionflow.lifecycle import SESSION
+from sessionflow.persistence import Applied, Database, TransitionService, Tx
+from sessionflow.persistence.models import TransitionRecord, table
 
 log = logging.getLogger("sessionflow.fanout")
 
@@ -75,10 +74,17 @@ RESYNC = object()  # delivered to every subscriber when notifications may have b
 
 
 class Hub:
-    """Subscribers per session in this process; ``deliver`` may be called from any thread."""
+    """Subscribers per session in this process; ``deliver`` may be called from any thread.
+
+    The hub also remembers, per session, the newest ``seq`` this process has
+    seen, so :func:`resync_periodically` can tell which sessions moved
+    without telling it (a change made by another process, a lost
+    notification).
+    """
 
     def __init__(self) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[Any]]] = {}
+        self._seen: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -95,6 +101,21 @@ class Hub:
             queues.discard(queue)
             if not queues:
                 del self._subscribers[str(session_id)]
+                self._seen.pop(str(session_id), None)
+
+    def saw(self, session_id: uuid.UUID, seq: int) -> None:
+        """A subscriber of ``session_id`` is up to date with ``seq`` (its welcome)."""
+        key = str(session_id)
+        self._seen[key] = max(self._seen.get(key, 0), seq)
+
+    def seen(self) -> dict[str, int]:
+        """The newest ``seq`` seen per welcomed session with subscribers here."""
+        return {key: seq for key, seq in self._seen.items() if key in self._subscribers}
+
+    def resync(self, session_id: str) -> None:
+        """Tell the subscribers of ``session_id`` to read what they missed from the history table."""
+        for queue in list(self._subscribers.get(session_id, ())):
+            queue.put_nowait(RESYNC)
 
     def deliver(self, event: TransitionEvent) -> None:
         loop = self._loop
@@ -107,8 +128,57 @@ class Hub:
                 queue.put_nowait(RESYNC)
 
     def _dispatch(self, event: TransitionEvent) -> None:
-        for queue in list(self._subscribers.get(event.session_id, ())):
+        queues = self._subscribers.get(event.session_id)
+        if not queues:
+            return
+        self._seen[event.session_id] = max(self._seen.get(event.session_id, 0), event.seq)
+        for queue in list(queues):
             queue.put_nowait(event)
+
+
+RESYNC_CHUNK = 500  # session ids per query
+
+
+def latest_seqs(db: Database, session_ids: list[str]) -> dict[str, int]:
+    """The newest history ``seq`` of each session, read in chunks (one indexed query per chunk)."""
+    h = table(TransitionRecord).c
+    found: dict[str, int] = {}
+    with db.engine.connect() as connection:
+        for start in range(0, len(session_ids), RESYNC_CHUNK):
+            chunk = [uuid.UUID(sid) for sid in session_ids[start : start + RESYNC_CHUNK]]
+            query = (
+                select(h.instance_id, func.max(h.seq))
+                .where(h.machine == SESSION.name, h.instance_id.in_(chunk))
+                .group_by(h.instance_id)
+            )
+            found.update((str(sid), int(seq)) for sid, seq in connection.execute(query))
+    return found
+
+
+async def resync_periodically(db: Database, hub: Hub, every: float) -> None:
+    """Every ``every`` seconds, resynchronise the subscribers of sessions that moved without telling the hub.
+
+    Notifications reach a worker only for changes made by a server process of
+    the same deployment (and on SQLite only by this process): a session
+    revoked with ``sessionflow users disable``, a timer fired by ``sessionflow
+    sweep``, or a notification lost with the ``LISTEN`` connection would
+    otherwise reach its sockets only when their credentials expire. This
+    bounds that delay to ``every``. A store that is unavailable is tried again
+    at the next round.
+    """
+    while True:
+        await asyncio.sleep(every)
+        seen = hub.seen()
+        if not seen:
+            continue
+        try:
+            latest = await asyncio.to_thread(latest_seqs, db, list(seen))
+        except Exception as exc:  # noqa: BLE001 - unavailable now; the next round retries
+            log.warning("could not check live sessions for missed transitions (%s)", type(exc).__name__)
+            continue
+        for session_id, seq in latest.items():
+            if seq > seen.get(session_id, seq):
+                hub.resync(session_id)
 
 
 def install_in_process(service: TransitionService, hub: Hub) -> None:

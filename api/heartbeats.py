@@ -23,10 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sessionflow.persistence import connections
-from sessionflow.persistence.bindings import SESSIONS
-from sessionflow.persistence.errors import StoreUnavailable
-from sessionflow.persistence.service import TransitionService
+from sessionflow.persistence import SESSIONS, StoreUnavailable, TransitionService, connections
 
 log = logging.getLogger("sessionflow.ws")
 

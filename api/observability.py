@@ -24,9 +24,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sessionflow.lifecycle import EventRefused
-from sessionflow.persistence import queries
-from sessionflow.persistence.database import Database
-from sessionflow.persistence.records import Applied
+from sessionflow.persistence import Applied, Database, queries
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")

@@ -5,13 +5,11 @@ from __future__ import annotations
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from sessionflow.api.errors import WeakPassword
+
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
 
 MIN_LENGTH = 8
-
-
-class WeakPassword(ValueError):
-    """The password is too short to be accepted."""
 
 
 def hash_password(password: str) -> str:

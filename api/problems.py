@@ -1,8 +1,10 @@
-"""Domain errors to RFC 9457 problem details: the one place where that mapping lives.
+"""Domain errors to RFC 9457 problem details and to WebSocket close codes: the one place for both.
 
 Every problem has a stable ``type`` (``urn:sessionflow:problem:<code>``) and
 ``code``; refusals by the machine add ``state``, ``event`` and
-``allowed_events``. Messages never carry a credential.
+``allowed_events``. A WebSocket that must be refused or closed gets the
+close code of the same error (:func:`close_code_for`), from the table served
+at ``GET /api/lifecycle/close-codes``. Messages never carry a credential.
 """
 
 from __future__ import annotations
@@ -17,10 +19,18 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 
-from sessionflow.api.auth.errors import AuthError, RateLimited
-from sessionflow.api.auth.oidc import IdentityProviderUnavailable
-from sessionflow.lifecycle import ActorNotPermitted, EventRefused, GuardFailed, UnknownEvent, UnknownState
-from sessionflow.persistence.errors import (
+from sessionflow.api.auth.authenticate import refusal
+from sessionflow.api.errors import AuthError, CloseRefusal, IdentityProviderUnavailable, RateLimited
+from sessionflow.lifecycle import (
+    SESSION,
+    ActorNotPermitted,
+    Definition,
+    EventRefused,
+    GuardFailed,
+    UnknownEvent,
+    UnknownState,
+)
+from sessionflow.persistence import (
     IdempotencyKeyReused,
     InstanceNotFound,
     InvalidInput,
@@ -150,6 +160,48 @@ def _undecodable(exc: RecursionError | UnicodeDecodeError) -> ProblemDetailsExce
     log.error("unhandled %s", type(exc).__name__, exc_info=exc)
     return problem(500, "internal_error", "Internal error", "the server failed; this is a bug")
 
+
+# -- WebSocket close codes -----------------------------------------------------------------------
+
+# Auth error codes -> close codes. Anything else a credential can fail with is 4401.
+AUTH_CLOSE_CODES: dict[str, int] = {
+    "token_expired": 4419,
+    "session_expired": 4419,
+    "session_revoked": 4403,
+    "session_closed": 4410,
+    "session_not_connectable": 4409,
+    "ticket_expired": 4408,
+    "rate_limited": 4429,
+}
+CLOSE_REASON_BYTES = 123  # what fits a close frame (RFC 6455: 125 bytes of payload, 2 of them the code)
+
+
+def fit_close_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame carries, never in the middle of a character."""
+    return reason.encode()[:CLOSE_REASON_BYTES].decode(errors="ignore")
+
+
+def close_code_for(error: Exception) -> tuple[int, str]:
+    """The close code and reason a WebSocket gets for ``error``; never an internal message."""
+    if isinstance(error, CloseRefusal):
+        return error.code, error.reason
+    if isinstance(error, AuthError):
+        return AUTH_CLOSE_CODES.get(error.code, 4401), error.detail[:120]
+    if isinstance(error, StoreUnavailable):
+        return 4503, "store unavailable; reconnect with backoff"
+    if isinstance(error, EventRefused) and error.machine == SESSION.name:
+        refused = refusal(error.state)
+        return close_code_for(refused) if refused is not None else (4409, f"session is {error.state}")
+    return 4500, "server error"
+
+
+def close_code_for_state(state: str, definition: Definition = SESSION) -> tuple[int, str] | None:
+    """How the connections of a session that reached ``state`` close; None while the session is usable."""
+    refused = refusal(state, definition)
+    return close_code_for(refused) if refused is not None else None
+
+
+# -- HTTP problem details ------------------------------------------------------------------------
 
 MAPPING: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
     RecursionError: _undecodable,

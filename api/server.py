@@ -1,4 +1,4 @@
-"""Running the app under uvicorn, with a shutdown that closes WebSockets as DESIGN 7 says.
+"""Running the app under uvicorn, with a shutdown that closes WebSockets as docs/protocol.md says.
 
 uvicorn closes open WebSockets with 1012 as soon as it starts shutting down,
 before the application's lifespan hears of it. This server first lets each

@@ -14,8 +14,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
+
+from sessionflow.api.errors import SettingsError
 from sessionflow.lifecycle import CONNECTION, SESSION
 
 PREFIX = "SESSIONFLOW_"
@@ -26,53 +31,89 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 log = logging.getLogger("sessionflow.settings")
 
 
-class SettingsError(ValueError):
-    """A ``SESSIONFLOW_*`` variable has a value that cannot be used; the message names it."""
+def setting(default: Any, doc: str, *, secret: bool = False) -> Any:
+    """A settings field: its default, what it means (docs/operations.md is generated from ``doc``), and
+    whether its value may be shown (a secret never reaches ``repr`` or the docs)."""
+    return field(default=default, repr=not secret, metadata={"doc": doc, "secret": secret})
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = field(default="sqlite:///sessionflow.db", repr=False)  # may carry a password
-    pool_size: int = 10
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    log_level: str = "info"
-    sweep_interval: timedelta = timedelta(seconds=5)
-    session_login_window: timedelta = SESSION.timer("login_window").default
-    session_idle_timeout: timedelta = SESSION.timer("idle").default
-    session_reconnect_grace: timedelta = SESSION.timer("grace").default
-    session_refresh_window: timedelta = SESSION.timer("refresh_window").default
-    session_lifetime: timedelta = SESSION.timer("lifetime").default
-    ws_handshake_timeout: timedelta = CONNECTION.timer("handshake").default
-    ws_heartbeat_interval: timedelta = timedelta(seconds=25)
-    ws_max_connections_per_session: int = 10
-    ws_max_connections_per_address: int = 200
-    allowed_origins: tuple[str, ...] = field(default=())
-    # Tokens (DESIGN 5)
-    jwt_algorithm: str = "HS256"
-    jwt_secret: str = field(default="", repr=False)  # HS256; empty: read or generate the secret file
-    jwt_secret_file: str = ""  # default: sessionflow.secret beside the SQLite file, else in the working directory
-    jwt_private_key_file: str = ""  # EdDSA / RS256, PEM
-    jwt_public_key_file: str = ""
-    jwt_issuer: str = "sessionflow"
-    jwt_audience: str = "sessionflow"
-    access_token_ttl: timedelta = timedelta(minutes=15)
-    refresh_token_ttl: timedelta = timedelta(days=7)
-    ws_ticket_ttl: timedelta = timedelta(seconds=30)
-    max_sessions_per_user: int = 10
-    # Login rate limits: attempts per window, per username and per client address, shared by all workers
-    login_limit_per_user: int = 5
-    login_limit_per_address: int = 20
-    login_limit_window: timedelta = timedelta(minutes=1)
-    # External identity provider (OIDC ID tokens); disabled while oidc_issuer is empty
-    oidc_issuer: str = ""
-    oidc_audience: str = ""
-    oidc_jwks_url: str = ""
-    oidc_algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
-    oidc_username_claim: str = "preferred_username"
-    # Comma-separated proxy addresses whose X-Forwarded-For is trusted (uvicorn --forwarded-allow-ips)
-    forwarded_allow_ips: str = "127.0.0.1"
+    """Every setting, each read from ``SESSIONFLOW_<NAME>``; the docs' settings table is generated from here."""
+
+    database_url: str = setting(
+        "sqlite:///sessionflow.db",
+        "SQLite file (relative paths are from the working directory), or `postgresql://user@host/db` for "
+        "several workers or hosts",
+        secret=True,  # may carry a password
+    )
+    pool_size: int = setting(10, "database connections per worker")
+    host: str = setting("127.0.0.1", "where `serve` listens")
+    port: int = setting(8000, "the port `serve` listens on")
+    workers: int = setting(1, "worker processes of `serve` (several need PostgreSQL)")
+    log_level: str = setting("info", "`debug`, `info`, `warning` or `error`")
+    sweep_interval: timedelta = setting(timedelta(seconds=5), "how often each worker fires timers that came due")
+    session_login_window: timedelta = setting(
+        SESSION.timer("login_window").default, "an anonymous or unfinished login session ends after this"
+    )
+    session_idle_timeout: timedelta = setting(
+        SESSION.timer("idle").default, "a session nobody used for this long expires (refreshable)"
+    )
+    session_reconnect_grace: timedelta = setting(
+        SESSION.timer("grace").default, "after the last WebSocket dropped, how long a reconnect keeps the session"
+    )
+    session_refresh_window: timedelta = setting(
+        SESSION.timer("refresh_window").default, "how long an expired session can still be refreshed"
+    )
+    session_lifetime: timedelta = setting(
+        SESSION.timer("lifetime").default, "absolute lifetime of a session, never extended"
+    )
+    ws_handshake_timeout: timedelta = setting(
+        CONNECTION.timer("handshake").default, "a WebSocket must authenticate this soon after its handshake"
+    )
+    ws_heartbeat_interval: timedelta = setting(
+        timedelta(seconds=25), "ping interval; three missed pongs drop a connection (4504)"
+    )
+    ws_resync_interval: timedelta = setting(
+        timedelta(seconds=5),
+        "how often each worker checks its live sessions for changes it was not told of (made by another process, "
+        "or a lost notification): the bound on their delay to the sockets",
+    )
+    ws_max_connections_per_session: int = setting(10, "live WebSockets one session may hold (4429 beyond)")
+    ws_max_connections_per_address: int = setting(200, "live WebSockets per client address and worker (4429)")
+    allowed_origins: tuple[str, ...] = setting(
+        (),
+        "comma-separated origins allowed to open WebSockets; a handshake without `Origin` (not a browser) is "
+        "allowed, any other closes 1008",
+    )
+    jwt_algorithm: str = setting("HS256", "`HS256`, or `EdDSA` or `RS256` with the key files below")
+    jwt_secret: str = setting(
+        "", "HS256 secret, 32 bytes or more; unset: generated into `JWT_SECRET_FILE`", secret=True
+    )
+    jwt_secret_file: str = setting(
+        "",
+        "where the generated HS256 secret is kept (owner-only); default: `sessionflow.secret` beside the "
+        "SQLite file, or `$XDG_CONFIG_HOME/sessionflow/` for PostgreSQL",
+    )
+    jwt_private_key_file: str = setting("", "PEM private key for EdDSA or RS256")
+    jwt_public_key_file: str = setting("", "PEM public key for EdDSA or RS256")
+    jwt_issuer: str = setting("sessionflow", "`iss` of access tokens")
+    jwt_audience: str = setting("sessionflow", "`aud` of access tokens")
+    access_token_ttl: timedelta = setting(timedelta(minutes=15), "access token lifetime")
+    refresh_token_ttl: timedelta = setting(timedelta(days=7), "refresh token lifetime")
+    ws_ticket_ttl: timedelta = setting(timedelta(seconds=30), "WebSocket ticket lifetime")
+    max_sessions_per_user: int = setting(10, "sessions a user may hold at once; login beyond is refused (409)")
+    login_limit_per_user: int = setting(5, "login attempts per username per window (429 beyond)")
+    login_limit_per_address: int = setting(20, "login attempts per client address per window (429 beyond)")
+    login_limit_window: timedelta = setting(timedelta(minutes=1), "the login rate-limit window")
+    oidc_issuer: str = setting("", "accept ID tokens from this identity provider at login (off while empty)")
+    oidc_audience: str = setting("", "the `aud` ID tokens must carry")
+    oidc_jwks_url: str = setting("", "where the provider publishes its signing keys")
+    oidc_algorithms: tuple[str, ...] = setting(("RS256", "ES256", "EdDSA"), "algorithms accepted on ID tokens")
+    oidc_username_claim: str = setting("preferred_username", "the ID-token claim a new user's name comes from")
+    forwarded_allow_ips: str = setting(
+        "127.0.0.1", "comma-separated proxy addresses whose `X-Forwarded-For` is trusted"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -94,6 +135,14 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        try:
+            backend = make_url(self.database_url).get_backend_name()
+        except ArgumentError:
+            raise SettingsError(f"{PREFIX}DATABASE_URL is not a database URL") from None
+        if backend not in {"sqlite", "postgresql"}:
+            raise SettingsError(
+                f"{PREFIX}DATABASE_URL names a {backend!r} database; sessionflow runs on sqlite or postgresql"
+            )
         if self.jwt_algorithm not in {"HS256", "EdDSA", "RS256"}:
             raise SettingsError(f"{PREFIX}JWT_ALGORITHM must be HS256, EdDSA or RS256, not {self.jwt_algorithm!r}")
         if self.jwt_algorithm != "HS256" and not (self.jwt_private_key_file and self.jwt_public_key_file):
@@ -122,6 +171,13 @@ class Settings:
             if isinstance(value, timedelta) and value <= timedelta(0):
                 raise SettingsError(f"{PREFIX}{f.name.upper()} must be a positive duration")
 
+    def database_shown(self) -> str:
+        """The database as people should read it: a SQLite file's absolute path, never a password."""
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            return f"sqlite:///{Path(url.database).resolve()}"
+        return url.render_as_string(hide_password=True)
+
     def durations(self) -> dict[str, dict[str, timedelta]]:
         """Timer durations for the transition service, keyed by machine and timer name."""
         return {
@@ -134,7 +190,7 @@ class Settings:
             },
             CONNECTION.name: {
                 "handshake": self.ws_handshake_timeout,
-                # A connection is dropped after three missed heartbeat intervals (DESIGN 3).
+                # A connection is dropped after three missed heartbeat intervals (docs/machines.md).
                 "heartbeat": 3 * self.ws_heartbeat_interval,
             },
         }

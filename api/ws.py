@@ -1,4 +1,4 @@
-"""The WebSocket endpoint ``/api/ws`` (DESIGN 7).
+"""The WebSocket endpoint ``/api/ws`` (docs/protocol.md).
 
 The handshake is always accepted; a refusal is a close with a specific code
 and a short reason, which browsers can read (a close before accept reaches
@@ -25,44 +25,18 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 
 from sessionflow.api.auth.authenticate import Principal, Purpose
-from sessionflow.api.auth.errors import AuthError
 from sessionflow.api.context import AppContext
+from sessionflow.api.errors import AuthError, CloseRefusal
 from sessionflow.api.fanout import RESYNC, Hub, TransitionEvent
 from sessionflow.api.heartbeats import Heartbeats
-from sessionflow.lifecycle import Actor, EventRefused, SessionState
-from sessionflow.persistence import connections, queries
-from sessionflow.persistence.errors import InstanceNotFound, PersistenceError, StoreUnavailable
+from sessionflow.api.problems import close_code_for, close_code_for_state, fit_close_reason
+from sessionflow.lifecycle import CONNECTION, SESSION, Actor, ConnectionEvent, EventRefused
+from sessionflow.persistence import InstanceNotFound, PersistenceError, connections, queries
 
 log = logging.getLogger("sessionflow.ws")
 
 MAX_MESSAGE = 16 * 1024  # bytes of text; reauth tokens are at most 4 KiB
 TOKEN_WARNING = 60.0  # seconds before the credential expires that token_expiring is sent
-S = SessionState
-
-# Auth error codes -> close codes (DESIGN 7). Anything else a credential can fail with is 4401.
-_AUTH_CLOSE = {
-    "token_expired": 4419,
-    "session_expired": 4419,
-    "session_revoked": 4403,
-    "session_closed": 4410,
-    "session_not_connectable": 4409,
-    "ticket_expired": 4408,
-    "rate_limited": 4429,
-}
-# A session reaching these states closes its connections.
-_STATE_CLOSE = {
-    S.CLOSED: (4410, "session closed"),
-    S.REVOKED: (4403, "session revoked"),
-    S.SESSION_EXPIRED: (4419, "session expired; refresh"),
-}
-
-
-class Refusal(Exception):
-    def __init__(self, code: int, reason: str, **extra: Any) -> None:
-        self.code = code
-        self.reason = reason
-        self.extra = extra
-        super().__init__(reason)
 
 
 @dataclass
@@ -75,16 +49,6 @@ class Live:
 
     async def drain(self, code: int = 1001, reason: str = "server going away") -> None:
         await asyncio.gather(*(c.shutdown(code, reason) for c in list(self.connections)), return_exceptions=True)
-
-
-def close_code_for(error: Exception) -> tuple[int, str]:
-    if isinstance(error, AuthError):
-        return _AUTH_CLOSE.get(error.code, 4401), error.detail[:120]
-    if isinstance(error, StoreUnavailable):
-        return 4503, "store unavailable; reconnect with backoff"
-    if isinstance(error, EventRefused):
-        return _STATE_CLOSE.get(error.state, (4409, f"session is {error.state}"))  # type: ignore[call-overload,no-any-return]
-    return 4500, "server error"
 
 
 class Connection:
@@ -129,11 +93,11 @@ class Connection:
             self.live.connections.add(self)
             await self._welcome()
             await self._loop(queue)
-        except Refusal as refusal:
+        except CloseRefusal as refusal:
             await self._refuse(refusal)
         except (AuthError, PersistenceError, EventRefused) as error:
             code, reason = close_code_for(error)
-            await self._refuse(Refusal(code, reason))
+            await self._refuse(CloseRefusal(code, reason))
         except Exception:
             log.exception("WebSocket handler failed")
             await self._finish(4500, "server error", clean=False)
@@ -155,12 +119,12 @@ class Connection:
     def _check_origin(self) -> None:
         origin = self.socket.headers.get("origin")
         if origin is not None and origin not in self.ctx.settings.allowed_origins:
-            raise Refusal(1008, "origin not allowed")
+            raise CloseRefusal(1008, "origin not allowed")
 
     def _count_address(self) -> bool:
         limit = self.ctx.settings.ws_max_connections_per_address
         if self.live.per_address.get(self.address, 0) >= limit:
-            raise Refusal(4429, "too many connections from this address", retry_after=5)
+            raise CloseRefusal(4429, "too many connections from this address", retry_after=5)
         self.live.per_address[self.address] = self.live.per_address.get(self.address, 0) + 1
         return True
 
@@ -170,7 +134,7 @@ class Connection:
         if ticket is not None:
             principal = self.ctx.auth.ticket(ticket)
         else:
-            principal = self.ctx.auth.bearer(self.socket.headers.get("authorization"), Purpose.WEBSOCKET)
+            principal = self.ctx.auth.bearer(self.socket.headers.get("authorization"), Purpose.CONNECT)
         self.credential_expires = time.monotonic() + max(
             0.0, principal.token_expires_at - self.ctx.service.clock.now().timestamp()
         )
@@ -184,27 +148,27 @@ class Connection:
             # so the per-session cap holds under concurrency.
             connections.session_state(tx, self.session_id)
             if connections.open_count(tx, self.session_id) >= settings.ws_max_connections_per_session:
-                raise Refusal(4429, "too many connections for this session", retry_after=5)
+                raise CloseRefusal(4429, "too many connections for this session", retry_after=5)
             row = connections.open_connection(
                 tx, self.session_id, worker_id=self.live.worker_id, remote_addr=self.address
             )
-            tx.fire("connection", row.id, "accept", actor=Actor.SERVER)
+            tx.fire(CONNECTION.name, row.id, ConnectionEvent.ACCEPT, actor=Actor.SERVER)
             state = connections.session_state(tx, self.session_id)
-            if state != S.WS_CONNECTED:
-                raise Refusal(
-                    *close_code_for(EventRefused("session", state or "?", "connect", (), reason="not connectable"))
-                )
+            closing = close_code_for_state(state) if state is not None else (4410, "session gone")
+            if closing is not None:  # the session was not connectable (expired, ended) and took no connect
+                raise CloseRefusal(*closing)
             self.id = row.id
 
     async def _welcome(self) -> None:
         assert self.session_id is not None
-        snapshot = await asyncio.to_thread(self.ctx.service.get, "session", self.session_id)
+        snapshot = await asyncio.to_thread(self.ctx.service.get, SESSION.name, self.session_id)
         resume = self.socket.query_params.get("last_seq")
         recovered: bool | None = None
         replay: list[dict[str, Any]] = []
         if resume is not None:
             recovered, replay = await asyncio.to_thread(self._replay, resume, snapshot.version)
         self.last_seq = snapshot.version
+        self.hub.saw(self.session_id, snapshot.version)
         await self._send(
             {
                 "type": "welcome",
@@ -227,7 +191,7 @@ class Connection:
         if not resume.isdigit() or int(resume) > current or (other is not None and other != str(self.session_id)):
             return False, []
         after = int(resume)
-        entries = queries.history(self.ctx.db, "session", self.session_id, after_seq=after, limit=queries.MAX_PAGE)
+        entries = queries.history(self.ctx.db, SESSION.name, self.session_id, after_seq=after, limit=queries.MAX_PAGE)
         if [e.seq for e in entries] != list(range(after + 1, current + 1)):
             return False, []  # gaps (history pruned) or more than a page: the full state in welcome instead
         return True, [
@@ -318,7 +282,7 @@ class Connection:
 
     async def _reauth(self, token: str) -> None:
         try:
-            principal = await asyncio.to_thread(self.ctx.auth.token, token, Purpose.WEBSOCKET)
+            principal = await asyncio.to_thread(self.ctx.auth.token, token, Purpose.CONNECT)
         except (AuthError, PersistenceError) as error:
             await self._finish(*close_code_for(error), clean=True)
             return
@@ -337,17 +301,19 @@ class Connection:
         if event.seq <= self.last_seq:
             return
         self.last_seq = event.seq
+        if self.session_id is not None:
+            self.hub.saw(self.session_id, event.seq)
         await self._send(_transition(event.seq, event.event, event.from_state, event.to_state, event.actor, event.at))
-        if event.to_state in _STATE_CLOSE:
-            code, reason = _STATE_CLOSE[event.to_state]  # type: ignore[index]
-            await self._finish(code, reason, clean=True)
+        closing = close_code_for_state(event.to_state)
+        if closing is not None:
+            await self._finish(*closing, clean=True)
 
     async def _resync(self) -> None:
         """Notifications may have been lost: send what history holds beyond our last seq."""
         assert self.session_id is not None
         try:
             entries = await asyncio.to_thread(
-                queries.history, self.ctx.db, "session", self.session_id, after_seq=self.last_seq
+                queries.history, self.ctx.db, SESSION.name, self.session_id, after_seq=self.last_seq
             )
         except PersistenceError:
             return
@@ -367,7 +333,7 @@ class Connection:
             except Exception:  # noqa: BLE001 - the peer went away; the receive side records how
                 self.closed = True
 
-    async def _refuse(self, refusal: Refusal) -> None:
+    async def _refuse(self, refusal: CloseRefusal) -> None:
         if refusal.extra:
             await self._send({"type": "error", "code": refusal.code, "reason": refusal.reason, **refusal.extra})
         reason = refusal.reason + (
@@ -381,7 +347,7 @@ class Connection:
         self._closing = (code, reason, clean)
         if send:
             with contextlib.suppress(Exception):  # already closed by the peer
-                await self.socket.close(code=code, reason=reason.encode()[:123].decode(errors="ignore"))
+                await self.socket.close(code=code, reason=fit_close_reason(reason))
         self.closed = True
         if self.id is not None:
             try:
@@ -396,7 +362,8 @@ class Connection:
             # the handler gives up, and fires first (here or in the sweeper) without a close code. Keep that
             # ending, but record the code the client was sent.
             with contextlib.suppress(EventRefused, InstanceNotFound):
-                tx.fire("connection", self.id, "close" if clean else "drop", actor=Actor.SERVER)
+                event = ConnectionEvent.CLOSE if clean else ConnectionEvent.DROP
+                tx.fire(CONNECTION.name, self.id, event, actor=Actor.SERVER)
             connections.record_close(tx, self.id, code, reason)
 
 

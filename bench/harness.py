@@ -33,9 +33,7 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, make_url, text
 
 from sessionflow.lifecycle import SystemClock
-from sessionflow.persistence import queries
-from sessionflow.persistence.database import Database
-from sessionflow.persistence.tokens import UserRecord
+from sessionflow.persistence import Database, UserRecord, users
 from sessionflow.persistence.users import create_user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,7 +237,7 @@ def bench_user(db: Database) -> UserRecord:
     """A new passwordless user to own logged-in sessions (``Flows.login_user`` skips the password)."""
     name = f"bench-{uuid.uuid4().hex[:10]}"
     create_user(db, name, None, is_admin=False, now=SystemClock().now())
-    user = queries.user_by_name(db, name)
+    user = users.by_name(db, name)
     if user is None:
         raise RuntimeError(f"user {name} was created but cannot be read back")
     return user

@@ -11,7 +11,7 @@ worker, log level warning, no uvicorn access log, proxy headers trusted from
 127.0.0.1 only), on a temporary SQLite file or, with ``--postgres``, a
 temporary PostgreSQL database on 127.0.0.1:
 
-- the subject, ``python -m api.cli serve``: ``POST /api/session/{id}/events/logout``
+- the subject, ``python -m sessionflow.api.cli serve``: ``POST /api/session/{id}/events/logout``
   with that session's access token. Authentication, one ``logout``
   transition (the session row's compare-and-set plus a history row) and the
   retirement of the session's credentials, in one transaction per request.
@@ -77,21 +77,19 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import uvicorn
-from litestar import Litestar, get, post
+from litestar import Litestar, Request, get, post
+from litestar.datastructures import State
 from sqlalchemy import make_url, text
 
 from bench import harness
 from sessionflow.api.app import build_context, create_app
 from sessionflow.api.auth.authenticate import TOUCH_EVERY, Purpose
-from sessionflow.api.auth.flows import Flows
+from sessionflow.api.context import AppContext
 from sessionflow.api.passwords import hash_password, verify_password
 from sessionflow.api.routes import sessions as session_routes
 from sessionflow.api.settings import Settings
 from sessionflow.lifecycle import Actor, SystemClock
-from sessionflow.persistence import migrate
-from sessionflow.persistence.database import Database
-from sessionflow.persistence.records import Applied
-from sessionflow.persistence.tokens import UserRecord
+from sessionflow.persistence import Applied, Database, TransitionService, UserRecord, migrate
 from sessionflow.persistence.users import create_user
 
 OWN_FILES = ("bench/http.py", "api", "persistence", "lifecycle")
@@ -135,15 +133,21 @@ def api_app_with_bare_route() -> Litestar:
     return app
 
 
-def _no_logout(self: Flows, session_id: uuid.UUID, **_: object) -> Applied:
+def _no_fire(self: TransitionService, machine: str, instance_id: object, event: object, **_: object) -> Applied:
     now = datetime.now(UTC)
-    return Applied("session", session_id, "logout", "session_active", "closed", 3, Actor.CLIENT, now)
+    return Applied(machine, uuid.UUID(str(instance_id)), str(event), "session_active", "closed", 3, Actor.CLIENT, now)
+
+
+def _any_caller(
+    ctx: AppContext, request: Request[Any, Any, State], session_id: uuid.UUID, purpose: Purpose = Purpose.USE
+) -> Actor:
+    return Actor.CLIENT
 
 
 def api_app_stubbed() -> Litestar:
     """The real application, its event route authenticating nobody and writing nothing (in this process only)."""
-    session_routes._caller = lambda ctx, request, session_id: Actor.CLIENT
-    Flows.logout = _no_logout  # type: ignore[method-assign]
+    session_routes._caller = _any_caller
+    TransitionService.fire = _no_fire  # type: ignore[method-assign]
     return create_app(Settings.from_env(), run_sweeper=False)
 
 
@@ -558,7 +562,7 @@ def handler_work(pool: SessionPool, n: int, rounds: int = 3) -> list[tuple[str, 
     server), then log out; the access token is verified once more on its own beforehand, to split the
     authentication. Fresh sessions (no idle-timer touch, as in the timed blocks); medians of ``rounds``.
     """
-    auth, flows = pool.ctx.auth, pool.ctx.flows
+    auth, service = pool.ctx.auth, pool.ctx.service
     clock = time.process_time
     figures: dict[str, list[float]] = {"verify": [], "authenticate": [], "logout": []}
     for _ in range(rounds):
@@ -567,9 +571,9 @@ def handler_work(pool: SessionPool, n: int, rounds: int = 3) -> list[tuple[str, 
             start = clock()
             auth.tokens.verify(issued.access_token)
             verified = clock()
-            auth.bearer(f"Bearer {issued.access_token}", Purpose.HTTP)
+            auth.bearer(f"Bearer {issued.access_token}", Purpose.USE)
             authenticated = clock()
-            flows.logout(issued.session_id, request_id="bench")
+            service.fire("session", issued.session_id, "logout", actor=Actor.CLIENT, request_id="bench")
             spent["verify"] += verified - start
             spent["authenticate"] += authenticated - verified
             spent["logout"] += clock() - authenticated

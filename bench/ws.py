@@ -7,7 +7,7 @@ Usage::
                        [--no-compression] [--postgres-url URL] [--no-postgres]
                        [--only capacity|logout|cross] [--profile] [--strict]
 
-Real servers run as subprocesses (``python -m api.cli serve``, one worker each,
+Real servers run as subprocesses (``python -m sessionflow.api.cli serve``, one worker each,
 log level warning), on loopback only, on temporary databases this script makes
 and removes. Sessions are logged in beforehand through ``Flows.login_user`` in
 this process on the same database with the server's signing secret (the path

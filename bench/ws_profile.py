@@ -77,9 +77,9 @@ def _ours(frame: str) -> bool:
 
 
 def _entry(frame: str) -> bool:
-    """The frames from ``python -m api.cli serve`` down to the event loop: on every sample of it."""
+    """The frames from ``python -m sessionflow.api.cli serve`` down to the event loop: on every sample of it."""
     path = frame.rpartition(" (")[2]
-    return path.startswith(("api/cli.py", "api/server.py")) or "/api/cli.py" in path or "/api/server.py" in path
+    return path.startswith(("api/cli/", "api/server.py")) or "/api/cli/" in path or "/api/server.py" in path
 
 
 def _frame(frame: str) -> str:

@@ -17,7 +17,7 @@ from sessionflow.lifecycle.errors import (
     UnknownState,
 )
 from sessionflow.lifecycle.model import Actor, Definition, EventSpec, Guard, Timer, TimerPolicy, Transition
-from sessionflow.lifecycle.session import SESSION, SessionEvent, SessionGuard, SessionState
+from sessionflow.lifecycle.session import SESSION, Access, SessionEvent, SessionGuard, SessionState, access
 
 MACHINES: dict[str, Definition] = {SESSION.name: SESSION, CONNECTION.name: CONNECTION, CLIENT.name: CLIENT}
 
@@ -26,6 +26,7 @@ __all__ = [
     "CONNECTION",
     "MACHINES",
     "SESSION",
+    "Access",
     "Actor",
     "ActorNotPermitted",
     "ClientEvent",
@@ -54,5 +55,6 @@ __all__ = [
     "TransitionNotAllowed",
     "UnknownEvent",
     "UnknownState",
+    "access",
     "engine",
 ]

@@ -23,6 +23,8 @@ def problems(definition: Definition) -> list[str]:
         found.append(f"initial state {definition.initial!r} is not a state")
     for state in sorted(definition.terminal - states):
         found.append(f"terminal state {state!r} is not a state")
+    for state in sorted(set(definition.tags) - states):
+        found.append(f"tags name unknown state {state!r}")
 
     seen_pairs: set[tuple[str, str]] = set()
     found.extend(_transition_problems(definition, states, seen_pairs))

@@ -1,17 +1,20 @@
-"""The connection machine (DESIGN 3): one instance per WebSocket connection.
+"""The connection machine: one instance per WebSocket connection (docs/machines.md).
 
 ``connecting -> open -> closed``, with ``rejected`` (authentication or session
 state refused) and ``dropped`` (abnormal close or heartbeat timeout). All three
 ends are terminal. Opening the first and closing the last connection of a
-session drive the session machine's ``connect`` and ``disconnect``/``drop``.
+session drive the session machine's ``connect`` and ``disconnect``/``drop``:
+:data:`SESSION_EVENT` says which connection event drives which session event.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import timedelta
 
 from sessionflow.lifecycle.model import Actor, Definition, EventSpec, Timer, TimerPolicy, Transition
+from sessionflow.lifecycle.session import SessionEvent
 
 
 class ConnectionState(enum.StrEnum):
@@ -80,3 +83,10 @@ CONNECTION = Definition(
         C.DROPPED: "lost abnormally or heartbeats missed (terminal)",
     },
 )
+
+SESSION_EVENT: Mapping[str, str] = {
+    E.ACCEPT: SessionEvent.CONNECT,  # fired when the machine allows it: the first live connection
+    E.CLOSE: SessionEvent.DISCONNECT,  # fired when the machine allows it and no connection is left open
+    E.DROP: SessionEvent.DROP,  # likewise, for a connection lost rather than closed
+}
+"""The session event each connection event drives, fired by the server as the session machine allows."""

@@ -111,6 +111,9 @@ class Engine:
             for row in definition.transitions
             for source in row.sources
         }
+        self._guard_descriptions = {
+            guard.name: guard.description for row in definition.transitions for guard in row.guards
+        }
         # Enum members hash like their values; mapping to plain strings keeps ``transitions``
         # (which names Enum states by member name) from ever seeing a member.
         self._state_names = {str(state): str(state) for state in definition.states}
@@ -187,7 +190,14 @@ class Engine:
         carrier = _Carrier(state)
         if not trigger(carrier, facts=context.facts):
             failed = [name for name in self._guards[(event, state)] if context.facts.get(name) is not True]
-            raise GuardFailed(self.name, state, event, self._allowed_by_actor[(state, actor)], guards=failed)
+            raise GuardFailed(
+                self.name,
+                state,
+                event,
+                self._allowed_by_actor[(state, actor)],
+                guards=failed,
+                descriptions=[self._guard_descriptions[name] for name in failed],
+            )
         dest = carrier.state
         return Outcome(self.name, self._names[event], state, dest, actor, self._plan(state, dest, context))
 

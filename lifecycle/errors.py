@@ -114,7 +114,12 @@ class ActorNotPermitted(EventRefused):
 
 
 class GuardFailed(EventRefused):
-    """A guard of the transition was not satisfied; ``guards`` names the failed ones."""
+    """A guard of the transition was not satisfied; ``guards`` names the failed ones.
+
+    ``descriptions`` (one per guard, when known) say what each guard means, so
+    the reason reads "guard not satisfied: refresh_token_current (the refresh
+    token presented is the current one)".
+    """
 
     code = "guard_failed"
 
@@ -126,14 +131,19 @@ class GuardFailed(EventRefused):
         allowed_events: Sequence[str],
         *,
         guards: Sequence[str],
+        descriptions: Sequence[str] = (),
         instance_id: object | None = None,
     ) -> None:
         self.guards = tuple(guards)
+        named = [
+            f"{guard} ({description})" if description else guard
+            for guard, description in zip(self.guards, [*descriptions, *[""] * len(self.guards)], strict=False)
+        ]
         super().__init__(
             machine,
             state,
             event,
             allowed_events,
-            reason="guard not satisfied: " + ", ".join(self.guards),
+            reason="guard not satisfied: " + ", ".join(named),
             instance_id=instance_id,
         )

@@ -88,6 +88,10 @@ class Definition:
     transitions: tuple[Transition, ...]
     timers: tuple[Timer, ...] = ()
     descriptions: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Declared properties of states (XState calls them state tags), e.g. which session states are
+    usable. Code outside the machine asks for a tag, never for a list of state names, so a state added
+    to the machine carries its properties with it."""
 
     def timer(self, name: str) -> Timer:
         """Return the timer called ``name``; ``KeyError`` if there is none."""

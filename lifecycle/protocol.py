@@ -1,4 +1,4 @@
-"""The WebSocket close codes of DESIGN 7, as data shared by the server, the API and clients.
+"""The WebSocket close codes of docs/protocol.md, as data shared by the server, the API and clients.
 
 ``GET /api/lifecycle/close-codes`` serves this table; the reference client
 decides what to do on a close from the same rows.

@@ -1,9 +1,13 @@
-"""The session machine (DESIGN 2): one instance per session row.
+"""The session machine: one instance per session row (docs/machines.md).
 
 Happy path: ``anonymous -> authenticated -> session_active -> ws_connected``.
 ``closed`` and ``revoked`` are terminal. Timers drive expiry, reconnect grace
 and the end of life; the client can recover an expired session with
 ``refresh`` for as long as the refresh window lasts.
+
+Every state declares its :class:`Access`: what the session's holder may do
+with its credentials there. The API derives from it who is refused and with
+which problem and close code, so a new state brings its rule with it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import enum
 from datetime import timedelta
 
+from sessionflow.lifecycle.errors import DefinitionError
 from sessionflow.lifecycle.model import Actor, Definition, EventSpec, Guard, Timer, TimerPolicy, Transition
 
 
@@ -37,6 +42,16 @@ class SessionEvent(enum.StrEnum):
     LOGOUT = "logout"
     REVOKE = "revoke"
     END = "end"
+
+
+class Access(enum.StrEnum):
+    """What the holder of a session may do with its credentials in a state; each state carries exactly one."""
+
+    USABLE = "usable"  # everything: API calls, WebSocket tickets and connections
+    LOGIN_PENDING = "login_pending"  # nothing but finishing login (the anonymous token upgrades the session)
+    REFRESHABLE = "refreshable"  # refresh it, or end it; nothing else until it is refreshed
+    ENDED = "ended"  # nothing, ever again: log in for a new session
+    REVOKED = "revoked"  # nothing, ever again: revoked by an admin or on token theft; log in for a new session
 
 
 class SessionGuard:
@@ -134,6 +149,16 @@ SESSION = Definition(
             "absolute lifetime, counted from creation, never extended",
         ),
     ),
+    tags={
+        S.ANONYMOUS: frozenset({Access.LOGIN_PENDING}),
+        S.AUTHENTICATED: frozenset({Access.LOGIN_PENDING}),
+        S.SESSION_ACTIVE: frozenset({Access.USABLE}),
+        S.WS_CONNECTED: frozenset({Access.USABLE}),
+        S.WS_DISCONNECTED: frozenset({Access.USABLE}),
+        S.SESSION_EXPIRED: frozenset({Access.REFRESHABLE}),
+        S.CLOSED: frozenset({Access.ENDED}),
+        S.REVOKED: frozenset({Access.REVOKED}),
+    },
     descriptions={
         S.ANONYMOUS: "created by the server, no user yet",
         S.AUTHENTICATED: "credentials verified, tokens not issued yet",
@@ -145,3 +170,15 @@ SESSION = Definition(
         S.REVOKED: "revoked by an admin or on token theft (terminal)",
     },
 )
+
+
+def access(state: str, definition: Definition = SESSION) -> Access:
+    """The :class:`Access` that ``state`` declares; :class:`DefinitionError` unless it declares exactly one."""
+    declared = [Access(tag) for tag in definition.tags.get(state, ()) if tag in Access.__members__.values()]
+    if len(declared) != 1:
+        raise DefinitionError(definition.name, [f"state {state!r} declares {len(declared)} access tags, not one"])
+    return declared[0]
+
+
+for _state in SESSION.states:
+    access(_state)  # a session state without exactly one access tag is a broken definition: fail at import

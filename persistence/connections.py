@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, bindparam, func, select, update
 
-from sessionflow.lifecycle import Actor, ConnectionState, SessionState
-from sessionflow.persistence.bindings import CONNECTIONS
+from sessionflow.lifecycle import SESSION, Actor, ConnectionState, Definition, SessionEvent, engine
+from sessionflow.lifecycle.connection import SESSION_EVENT
+from sessionflow.persistence.bindings import CONNECTIONS, SESSIONS
 from sessionflow.persistence.models import Connection, Session, table
 from sessionflow.persistence.records import Applied, Snapshot
 
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 _connections = table(Connection)
 _sessions = table(Session)
 _C = ConnectionState
-_S = SessionState
 
 
 def open_connection(tx: Tx, session_id: uuid.UUID, *, worker_id: str, remote_addr: str | None) -> Snapshot:
@@ -107,18 +107,33 @@ def session_state(tx: Tx, session_id: uuid.UUID) -> str | None:
     return str(row[0]) if row else None
 
 
+def cascade_event(
+    connection_event: str, session_state: str, open_left: int, definition: Definition = SESSION
+) -> str | None:
+    """The session event a connection event drives now, if any.
+
+    Which connection event drives which session event is the lifecycle's
+    :data:`~sessionflow.lifecycle.connection.SESSION_EVENT`; whether the session
+    takes it is its machine's decision for the server: ``connect`` for the first
+    live connection, ``disconnect`` or ``drop`` once none is left open.
+    """
+    event = SESSION_EVENT.get(connection_event)
+    if event is None or event not in engine(definition).allowed_events(session_state, Actor.SERVER):
+        return None
+    if event != SessionEvent.CONNECT and open_left > 0:
+        return None
+    return event
+
+
 def cascade(tx: Tx, applied: Applied) -> None:
     """In-transaction hook: keep the session's connect/disconnect/drop in step with its connections."""
-    if applied.machine != CONNECTIONS.name or applied.to_state not in (_C.OPEN, _C.CLOSED, _C.DROPPED):
+    if applied.machine != CONNECTIONS.name or applied.event not in SESSION_EVENT:
         return
     session_id = session_of(tx, applied.instance_id)
-    if session_id is None:
+    state = session_state(tx, session_id) if session_id is not None else None
+    if session_id is None or state is None:
         return
-    state = session_state(tx, session_id)
-    if applied.to_state == _C.OPEN:
-        if state in (_S.SESSION_ACTIVE, _S.WS_DISCONNECTED):
-            tx.fire("session", session_id, "connect", actor=Actor.SERVER)
-        return
-    if state == _S.WS_CONNECTED and open_count(tx, session_id) == 0:
-        event = "disconnect" if applied.to_state == _C.CLOSED else "drop"
-        tx.fire("session", session_id, event, actor=Actor.SERVER)
+    open_left = open_count(tx, session_id) if SESSION_EVENT[applied.event] != SessionEvent.CONNECT else 0
+    event = cascade_event(applied.event, state, open_left)
+    if event is not None:
+        tx.fire(SESSIONS.name, session_id, event, actor=Actor.SERVER)

@@ -8,6 +8,7 @@
     ├── InstanceNotFound            no such session or connection
     ├── VersionConflict             compare-and-set lost: a stale If-Match or a concurrent writer
     ├── IdempotencyKeyReused        the key was first used for a different event
+    ├── UserExists                  the username (or identity) is taken
     └── StoreUnavailable            the database cannot be reached or stayed locked
 
 Refusals by the machine itself are :class:`sessionflow.lifecycle.EventRefused` errors,
@@ -83,6 +84,16 @@ class IdempotencyKeyReused(PersistenceError):
         self.first_event = first_event
         self.event = event
         super().__init__(f"idempotency key was first used for {first_event!r}, not {event!r}")
+
+
+class UserExists(PersistenceError):
+    """A user of that name exists already."""
+
+    code = "user_exists"
+
+    def __init__(self, username: str) -> None:
+        self.username = username
+        super().__init__(f"a user named {username!r} already exists")
 
 
 class StoreUnavailable(PersistenceError):

@@ -1,4 +1,4 @@
-"""Read-side queries: listing sessions, reading history, connections, users.
+"""Read-side queries: listing sessions, reading history and live connections.
 
 Reads never fire timers or write; callers that need timers applied first use
 :meth:`sessionflow.persistence.service.TransitionService.get`.
@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 
-from sessionflow.lifecycle import SESSION
+from sessionflow.lifecycle import SESSION, ConnectionState
 from sessionflow.persistence import validate
 from sessionflow.persistence.database import Database
 from sessionflow.persistence.errors import InvalidInput
 from sessionflow.persistence.models import Connection, Session, TransitionRecord, User, table
 from sessionflow.persistence.records import HistoryEntry
-from sessionflow.persistence.tokens import UserRecord
 
 MAX_PAGE = 500
 
@@ -29,6 +29,8 @@ class SessionRow:
     version: int
     user_id: uuid.UUID | None
     username: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 def _limit(limit: object) -> int:
@@ -45,23 +47,29 @@ def list_sessions(
     after: uuid.UUID | None = None,
     limit: int = 50,
 ) -> list[SessionRow]:
-    """Sessions ordered by id, optionally filtered by state and user; ``after`` pages (keyset)."""
+    """Sessions, newest first, optionally filtered by state and user.
+
+    ``after`` pages: the sessions that come after that one in this order
+    (keyset pagination on creation time, then id, so a page never repeats or
+    skips a session while others are created).
+    """
     if state is not None and state not in SESSION.states:
         raise InvalidInput("state", f"{state!r} is not one of {', '.join(SESSION.states)}")
-    s = table(Session).c
-    u = table(User).c
+    sessions, users = table(Session), table(User)
+    s, u = sessions.c, users.c
     conditions = []
     if state is not None:
         conditions.append(s.state == state)
     if user_id is not None:
         conditions.append(s.user_id == user_id)
     if after is not None:
-        conditions.append(s.id > after)
+        mark = select(s.created_at).where(s.id == after).scalar_subquery()
+        conditions.append(or_(s.created_at < mark, and_(s.created_at == mark, s.id < after)))
     stmt = (
-        select(s.id, s.state, s.version, s.user_id, u.username)
-        .select_from(table(Session).outerjoin(table(User), s.user_id == u.id))
+        select(s.id, s.state, s.version, s.user_id, u.username, s.created_at, s.updated_at)
+        .select_from(sessions.outerjoin(users, s.user_id == u.id))
         .where(and_(True, *conditions))
-        .order_by(s.id)
+        .order_by(s.created_at.desc(), s.id.desc())
         .limit(_limit(limit))
     )
     with db.engine.connect() as connection:
@@ -100,30 +108,6 @@ def live_connections(db: Database, session_id: object) -> list[uuid.UUID]:
     """Ids of the session's connections that are open."""
     sid = validate.instance_id(session_id)
     c = table(Connection).c
+    query = select(c.id).where(and_(c.session_id == sid, c.state == str(ConnectionState.OPEN))).order_by(c.id)
     with db.engine.connect() as connection:
-        return list(connection.scalars(select(c.id).where(and_(c.session_id == sid, c.state == "open")).order_by(c.id)))
-
-
-def user_by_name(db: Database, username: str) -> UserRecord | None:
-    """The user called ``username``, read outside any write transaction (password checks are slow)."""
-    u = table(User).c
-    with db.engine.connect() as connection:
-        row = connection.execute(
-            select(u.id, u.username, u.password_hash, u.is_admin, u.enabled).where(u.username == username)
-        ).first()
-    return UserRecord(*row) if row is not None else None
-
-
-def user_by_id(db: Database, user_id: uuid.UUID) -> UserRecord | None:
-    u = table(User).c
-    with db.engine.connect() as connection:
-        row = connection.execute(
-            select(u.id, u.username, u.password_hash, u.is_admin, u.enabled).where(u.id == user_id)
-        ).first()
-    return UserRecord(*row) if row is not None else None
-
-
-def user_id_by_name(db: Database, username: str) -> uuid.UUID | None:
-    u = table(User).c
-    with db.engine.connect() as connection:
-        return connection.scalar(select(u.id).where(u.username == username))
+        return list(connection.scalars(query))

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import bindparam, select
 
@@ -23,10 +23,11 @@ from sessionflow.lifecycle import Clock, EventRefused, SystemClock
 from sessionflow.persistence import validate
 from sessionflow.persistence.bindings import BINDINGS, Binding, history_insert
 from sessionflow.persistence.connections import cascade
+from sessionflow.persistence.credentials import end_with_session
 from sessionflow.persistence.database import Database
 from sessionflow.persistence.errors import InstanceNotFound
 from sessionflow.persistence.records import Applied, Snapshot
-from sessionflow.persistence.tx import FireArgs, Tx
+from sessionflow.persistence.tx import FireArgs, FireOptions, Tx
 
 log = logging.getLogger("sessionflow.service")
 
@@ -58,8 +59,9 @@ class TransitionService:
         self.clock = clock or SystemClock()
         self.durations: Durations = durations or {}
         self.hooks = Hooks()
-        # Connections drive their session (first open: connect; last gone: disconnect or drop).
-        self.hooks.in_transaction.append(cascade)
+        # Connections drive their session (first open: connect; last gone: disconnect or drop),
+        # and a session that ends takes its credentials with it, whatever ended it.
+        self.hooks.in_transaction.extend((cascade, end_with_session))
         self._compiled_machines: dict[Binding, _Compiled] = {}
 
     def transaction(self) -> Transaction:
@@ -75,32 +77,16 @@ class TransitionService:
             return tx.create(binding, iid, values or {})
 
     def fire(
-        self,
-        machine: str,
-        instance_id: object,
-        event: object,
-        *,
-        actor: object,
-        facts: object = None,
-        expected_version: object = None,
-        idempotency_key: object = None,
-        request_id: object = None,
-        detail: object = None,
+        self, machine: str, instance_id: object, event: object, *, actor: object, **options: Unpack[FireOptions]
     ) -> Applied:
-        """Apply ``event``; see :meth:`Tx.fire`. Validates everything before touching the database."""
-        args = FireArgs.parse(
-            machine,
-            instance_id,
-            event,
-            actor=actor,
-            facts=facts,
-            expected_version=expected_version,
-            idempotency_key=idempotency_key,
-            request_id=request_id,
-            detail=detail,
-        )
+        """Apply ``event`` in a transaction of its own; see :meth:`Tx.fire`.
+
+        The arguments are checked before the transaction begins, so bad input
+        never takes the write lock.
+        """
+        args = FireArgs.parse(machine, instance_id, event, actor=actor, **options)
         with self.transaction() as tx:
-            return tx._fire(args)
+            return tx.apply(args)
 
     def get(self, machine: str, instance_id: object, *, fire_due: bool = True) -> Snapshot:
         """The instance as stored; timers that came due fire first (lazily) unless ``fire_due`` is false."""

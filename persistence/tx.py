@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from sqlalchemy import bindparam
 
@@ -34,6 +34,20 @@ log = logging.getLogger("sessionflow.service")
 _MAX_TIMER_FIRES = 32  # far above any real chain (expire -> end); a bound against a broken definition
 
 
+class FireOptions(TypedDict, total=False):
+    """The optional arguments of ``fire``, as callers pass them (checked by :meth:`FireArgs.parse`).
+
+    ``facts`` decide guards; ``expected_version`` is an If-Match (stale: :class:`VersionConflict`);
+    a repeated ``idempotency_key`` returns the first outcome; ``request_id`` and ``detail`` go to history.
+    """
+
+    facts: object
+    expected_version: object
+    idempotency_key: object
+    request_id: object
+    detail: object
+
+
 @dataclass(slots=True)
 class FireArgs:
     """The arguments of ``fire``, validated (in this order) before anything is read or written."""
@@ -50,17 +64,7 @@ class FireArgs:
 
     @classmethod
     def parse(
-        cls,
-        machine: object,
-        instance_id: object,
-        event: object,
-        *,
-        actor: object,
-        facts: object,
-        expected_version: object,
-        idempotency_key: object,
-        request_id: object,
-        detail: object,
+        cls, machine: object, instance_id: object, event: object, *, actor: object, **options: Unpack[FireOptions]
     ) -> FireArgs:
         binding = validate.binding(machine)
         iid = validate.instance_id(instance_id)
@@ -69,11 +73,11 @@ class FireArgs:
             iid,
             binding.engine.require_event(event),
             validate.actor(actor),
-            validate.facts(facts),
-            validate.version(expected_version),
-            validate.idempotency_key(idempotency_key),
-            validate.request_id(request_id),
-            validate.detail(detail),
+            validate.facts(options.get("facts")),
+            validate.version(options.get("expected_version")),
+            validate.idempotency_key(options.get("idempotency_key")),
+            validate.request_id(options.get("request_id")),
+            validate.detail(options.get("detail")),
         )
 
 
@@ -114,17 +118,7 @@ class Tx:
     # -- events ------------------------------------------------------------------------
 
     def fire(
-        self,
-        machine: str,
-        instance_id: object,
-        event: object,
-        *,
-        actor: object,
-        facts: object = None,
-        expected_version: object = None,
-        idempotency_key: object = None,
-        request_id: object = None,
-        detail: object = None,
+        self, machine: str, instance_id: object, event: object, *, actor: object, **options: Unpack[FireOptions]
     ) -> Applied:
         """Apply ``event`` to the instance inside this transaction.
 
@@ -133,20 +127,10 @@ class Tx:
         when ``expected_version`` is stale or a concurrent writer won, and
         returns the first outcome again for a repeated ``idempotency_key``.
         """
-        args = FireArgs.parse(
-            machine,
-            instance_id,
-            event,
-            actor=actor,
-            facts=facts,
-            expected_version=expected_version,
-            idempotency_key=idempotency_key,
-            request_id=request_id,
-            detail=detail,
-        )
-        return self._fire(args)
+        return self.apply(FireArgs.parse(machine, instance_id, event, actor=actor, **options))
 
-    def _fire(self, args: FireArgs) -> Applied:
+    def apply(self, args: FireArgs) -> Applied:
+        """:meth:`fire` with arguments already checked."""
         binding, iid = args.binding, args.iid
         # Load (and on PostgreSQL lock) the row before looking up the key, so that
         # concurrent repeats queue on the row and the later ones find the key.

@@ -1,7 +1,10 @@
 """Users at rest. Passwords arrive already hashed (argon2id, in :mod:`sessionflow.api.passwords`).
 
 Users from an external identity provider are keyed by ``(oidc_issuer,
-oidc_subject)`` and have no password hash, so a password login never matches them.
+oidc_subject)`` and have no password hash, so a password login never matches
+them. Reads outside a transaction use an ordinary connection (password checks
+are slow and must not hold a write transaction); the few reads and writes that
+must commit with an event take a :class:`~sessionflow.persistence.tx.Tx`.
 """
 
 from __future__ import annotations
@@ -10,31 +13,45 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, insert, select
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from sessionflow.persistence.database import Database
-from sessionflow.persistence.errors import InvalidInput, PersistenceError, StoreUnavailable
-from sessionflow.persistence.models import User, table
-from sessionflow.persistence.tokens import UserRecord
+from sessionflow.persistence.errors import InvalidInput, StoreUnavailable, UserExists
+from sessionflow.persistence.models import Session, User, table
+from sessionflow.persistence.sessions import not_ended
+
+if TYPE_CHECKING:
+    from sessionflow.persistence.tx import Tx
 
 MAX_USERNAME = 150
 
-
-class UserExists(PersistenceError):
-    code = "user_exists"
-
-    def __init__(self, username: str) -> None:
-        self.username = username
-        super().__init__(f"a user named {username!r} already exists")
+_users = table(User)
+_COLUMNS = (_users.c.id, _users.c.username, _users.c.password_hash, _users.c.is_admin, _users.c.enabled)
 
 
 @dataclass(frozen=True, slots=True)
-class NewUser:
+class UserRecord:
+    id: uuid.UUID
+    username: str
+    password_hash: str | None
+    is_admin: bool
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UserListing:
+    """A user as ``sessionflow users list`` shows it: no password hash."""
+
     id: uuid.UUID
     username: str
     is_admin: bool
+    enabled: bool
+    identity_provider: str | None
+    created_at: datetime
+    open_sessions: int
 
 
 def validate_username(username: object) -> str:
@@ -45,7 +62,70 @@ def validate_username(username: object) -> str:
     return username
 
 
-def create_user(db: Database, username: str, password_hash: str | None, *, is_admin: bool, now: datetime) -> NewUser:
+# -- reads outside a write transaction ------------------------------------------------------
+
+
+def by_name(db: Database, username: str) -> UserRecord | None:
+    """The user called ``username``."""
+    return _first(db, select(*_COLUMNS).where(_users.c.username == username))
+
+
+def by_id(db: Database, user_id: uuid.UUID) -> UserRecord | None:
+    return _first(db, select(*_COLUMNS).where(_users.c.id == user_id))
+
+
+def by_oidc_subject(db: Database, issuer: str, subject: str) -> UserRecord | None:
+    """The user the identity provider ``issuer`` calls ``subject``, if one was created."""
+    u = _users.c
+    return _first(db, select(*_COLUMNS).where(and_(u.oidc_issuer == issuer, u.oidc_subject == subject)))
+
+
+def _first(db: Database, query: Any) -> UserRecord | None:
+    try:
+        with db.engine.connect() as connection:
+            row = connection.execute(query).first()
+    except (OperationalError, InterfaceError) as exc:
+        raise StoreUnavailable(f"cannot read users: {type(exc).__name__}") from None
+    return UserRecord(*row) if row is not None else None
+
+
+def listing(db: Database) -> list[UserListing]:
+    """Every user, by name, with how many of their sessions have not ended."""
+    u, s = _users.c, table(Session).c
+    open_sessions = select(func.count()).where(and_(s.user_id == u.id, not_ended(s.state))).scalar_subquery()
+    query = select(u.id, u.username, u.is_admin, u.enabled, u.oidc_issuer, u.created_at, open_sessions).order_by(
+        u.username
+    )
+    with db.engine.connect() as connection:
+        return [UserListing(*row) for row in connection.execute(query)]
+
+
+# -- inside a write transaction -------------------------------------------------------------
+
+
+def current(tx: Tx, user_id: uuid.UUID) -> UserRecord | None:
+    """The user as this transaction sees it (an admin may have disabled them a moment ago)."""
+    prepared = tx.db.prepare(
+        "user_by_id", lambda: select(*_COLUMNS).where(_users.c.id == bindparam("v")), [c.type for c in _COLUMNS]
+    )
+    row = tx.cursor.one(prepared, {"v": user_id})
+    return UserRecord(*row) if row is not None else None
+
+
+def set_enabled(tx: Tx, user_id: uuid.UUID, enabled: bool) -> bool:
+    """Enable or disable the user; False if there is no such user."""
+    c = _users.c
+    prepared = tx.db.prepare(
+        "user_enable",
+        lambda: update(_users).where(c.id == bindparam("uid")).values(enabled=bindparam("enabled")).returning(c.id),
+    )
+    return tx.cursor.one(prepared, {"uid": user_id, "enabled": enabled}) is not None
+
+
+# -- creation -------------------------------------------------------------------------------
+
+
+def create_user(db: Database, username: str, password_hash: str | None, *, is_admin: bool, now: datetime) -> UserRecord:
     """Insert a user; :class:`UserExists` if the name is taken."""
     name = validate_username(username)
     user_id = uuid.uuid4()
@@ -53,27 +133,13 @@ def create_user(db: Database, username: str, password_hash: str | None, *, is_ad
         _insert(db, id=user_id, username=name, password_hash=password_hash, is_admin=is_admin, created_at=now)
     except IntegrityError:
         raise UserExists(name) from None
-    return NewUser(user_id, name, is_admin)
+    return UserRecord(user_id, name, password_hash, is_admin, True)
 
 
 def _insert(db: Database, **values: object) -> None:
     """Insert one enabled user; IntegrityError when a unique column (name, OIDC identity) is taken."""
     with db.engine.begin() as connection:
         connection.execute(insert(User).values(enabled=True, **values))
-
-
-def user_by_oidc_subject(db: Database, issuer: str, subject: str) -> UserRecord | None:
-    """The user the identity provider ``issuer`` calls ``subject``, if one was created."""
-    u = table(User).c
-    query = select(u.id, u.username, u.password_hash, u.is_admin, u.enabled).where(
-        and_(u.oidc_issuer == issuer, u.oidc_subject == subject)
-    )
-    try:
-        with db.engine.connect() as connection:
-            row = connection.execute(query).first()
-    except (OperationalError, InterfaceError) as exc:
-        raise StoreUnavailable(f"cannot read users: {type(exc).__name__}") from None
-    return UserRecord(*row) if row is not None else None
 
 
 def find_or_create_oidc_user(
@@ -86,7 +152,7 @@ def find_or_create_oidc_user(
     the one row the unique ``(oidc_issuer, oidc_subject)`` constraint lets in.
     :class:`UserExists` if every name offered is taken.
     """
-    existing = user_by_oidc_subject(db, issuer, subject)
+    existing = by_oidc_subject(db, issuer, subject)
     if existing is not None:
         return existing, False
     name = ""
@@ -105,7 +171,7 @@ def find_or_create_oidc_user(
                 created_at=now,
             )
         except IntegrityError:
-            existing = user_by_oidc_subject(db, issuer, subject)
+            existing = by_oidc_subject(db, issuer, subject)
             if existing is not None:  # a concurrent first login of the same subject won
                 return existing, False
             continue  # the name is taken: try the next one

@@ -5,7 +5,7 @@ signing keys, the claims of a valid token of a live session, and helpers that
 put other sessions into the states a case needs). The HTTP test presents each
 on ``GET /api/session/{id}`` and expects ``401`` with the declared problem
 ``code``; a WebSocket test can present the same tokens on the handshake and map
-the code through :data:`EXPECTED_CLOSE_CODE` (DESIGN 7).
+the code through :data:`EXPECTED_CLOSE_CODE` (docs/protocol.md).
 
 Nothing here is a fixture: the table is importable by any test module.
 """
@@ -30,9 +30,9 @@ from sessionflow.api.auth.flows import Issued
 from sessionflow.api.auth.keys import load_keys
 from sessionflow.api.context import AppContext
 from sessionflow.lifecycle import Actor
-from sessionflow.persistence import queries
+from sessionflow.persistence import users
 
-# What a WebSocket handshake presenting the same credential should be closed with (DESIGN 7).
+# What a WebSocket handshake presenting the same credential should be closed with (docs/protocol.md).
 EXPECTED_CLOSE_CODE: dict[str, int] = {
     "credentials_missing": 4401,
     "token_malformed": 4401,
@@ -126,18 +126,18 @@ class TokenContext:
     # -- other sessions, in the states the cases need -----------------------------------
 
     def new_session(self) -> Issued:
-        user = queries.user_by_id(self.app.db, self.user_id)
+        user = users.by_id(self.app.db, self.user_id)
         assert user is not None
         return self.app.flows.login_user(user)
 
     def revoked_session_token(self) -> str:
         issued = self.new_session()
-        self.app.flows.revoke(issued.session_id, actor=Actor.ADMIN, reason="bad-token test")
+        self.app.service.fire("session", issued.session_id, "revoke", actor=Actor.ADMIN, detail={"reason": "test"})
         return issued.access_token
 
     def logged_out_session_token(self) -> str:
         issued = self.new_session()
-        self.app.flows.logout(issued.session_id)
+        self.app.service.fire("session", issued.session_id, "logout", actor=Actor.CLIENT)
         return issued.access_token
 
     def expired_session_token(self) -> str:
@@ -155,7 +155,7 @@ class TokenContext:
     def upgraded_anonymous_token(self) -> str:
         """An anonymous token whose session has since been logged in."""
         session_id, anonymous = self.app.flows.create_anonymous(request_id=None)
-        user = queries.user_by_id(self.app.db, self.user_id)
+        user = users.by_id(self.app.db, self.user_id)
         assert user is not None
         self.app.flows.login_user(user, session_id=session_id, anonymous_token=anonymous)
         return anonymous

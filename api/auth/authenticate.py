@@ -2,9 +2,11 @@
 
 A bearer token is verified (signature, pinned algorithm, every claim), then
 checked against the session row: it exists, its token generation is current,
-and its state permits the purpose. A WebSocket ticket is spent atomically and
-stands for the access token it was obtained with: same state rule, same
-expiry. Logout, revocation and refresh therefore
+and its state permits the purpose. Which states permit what is not written
+here: every session state declares its :class:`~sessionflow.lifecycle.Access`,
+and :func:`refusal` turns that into the error the caller gets. A WebSocket
+ticket is spent atomically and stands for the access token it was obtained
+with: same state rule, same expiry. Logout, revocation and refresh therefore
 take effect at once, not when the token expires. Due timers fire before the
 check, so an idle session is seen as expired the moment its timeout passes.
 """
@@ -16,22 +18,20 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sessionflow.api.auth.errors import InvalidCredentials, NotConnectable
 from sessionflow.api.auth.tokens import ANONYMOUS_TYPE, AccessTokens
-from sessionflow.lifecycle import SessionState
-from sessionflow.persistence.errors import InstanceNotFound
-from sessionflow.persistence.service import TransitionService
-from sessionflow.persistence.tokens import TICKET_PREFIX, TicketStatus, consume_ticket, token_hash
+from sessionflow.api.errors import AuthError, InvalidCredentials, NotConnectable
+from sessionflow.lifecycle import SESSION, Access, Definition, access
+from sessionflow.persistence import InstanceNotFound, TransitionService, credentials
 
-S = SessionState
-LIVE = frozenset({S.SESSION_ACTIVE, S.WS_CONNECTED, S.WS_DISCONNECTED})
 TOUCH_EVERY = timedelta(seconds=60)  # at most one idle-timer write per session per minute
 
 
 class Purpose(enum.StrEnum):
-    HTTP = "http"  # any authenticated HTTP call
-    LOGOUT = "logout"  # ending the session: also allowed once it expired
-    WEBSOCKET = "websocket"  # opening or keeping a WebSocket
+    """What the caller wants to do with the session, which decides the states its credentials work in."""
+
+    USE = "use"  # read it, get a WebSocket ticket, call the API: the session must be usable
+    CONNECT = "connect"  # open or keep a WebSocket: usable, and never with an anonymous token
+    FIRE = "fire"  # fire an event (logout, revoke): any session that has not ended; its machine decides
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,29 @@ class Principal:
     version: int
     anonymous: bool
     token_expires_at: int
+
+
+def refusal(state: str, definition: Definition = SESSION) -> AuthError | None:
+    """Why the holder of a session in ``state`` is refused, from the state's declared access; None if usable."""
+    match access(state, definition):
+        case Access.USABLE:
+            return None
+        case Access.LOGIN_PENDING:
+            return NotConnectable(f"the session is {state}: finish login first", code="session_not_connectable")
+        case Access.REFRESHABLE:
+            return InvalidCredentials("the session expired from inactivity; refresh it", code="session_expired")
+        case Access.REVOKED:
+            return InvalidCredentials("the session was revoked; log in again", code="session_revoked")
+        case Access.ENDED:
+            return InvalidCredentials("the session is closed; log in again", code="session_closed")
+
+
+def require(state: str, purpose: Purpose, definition: Definition = SESSION) -> None:
+    """Raise the state's refusal unless a session in ``state`` serves ``purpose``."""
+    refused = refusal(state, definition)
+    if refused is None or (purpose is Purpose.FIRE and state not in definition.terminal):
+        return
+    raise refused
 
 
 class Authenticator:
@@ -68,22 +91,22 @@ class Authenticator:
     def token(self, token: str, purpose: Purpose) -> Principal:
         claims = self.tokens.verify(token)
         try:
-            snapshot = self.service.get("session", claims.session_id)
+            snapshot = self.service.get(SESSION.name, claims.session_id)
         except InstanceNotFound:
             raise InvalidCredentials("the token names no session", code="session_unknown") from None
         row = snapshot.row
         if claims.typ == ANONYMOUS_TYPE:
             stored = row.get("anonymous_token_hash")
-            if snapshot.state != S.ANONYMOUS or stored is None or stored != token_hash(token):
+            if snapshot.state != SESSION.initial or stored is None or stored != credentials.token_hash(token):
                 raise InvalidCredentials("the anonymous token is no longer valid", code="token_superseded")
-            if purpose is Purpose.WEBSOCKET:
+            if purpose is Purpose.CONNECT:
                 raise NotConnectable(
                     "the session is anonymous: log in before connecting", code="session_not_connectable"
                 )
             return Principal(snapshot.id, None, snapshot.state, snapshot.version, True, claims.expires_at)
         if row.get("user_id") != claims.user_id:
             raise InvalidCredentials("the token does not match its session", code="token_invalid")
-        _require_state(snapshot.state, purpose)
+        require(snapshot.state, purpose)
         if row.get("token_generation") != claims.generation:
             raise InvalidCredentials("the token was superseded by a newer one; use the latest", code="token_superseded")
         self._touch(snapshot.id, snapshot.timers.get("idle"))
@@ -91,14 +114,14 @@ class Authenticator:
 
     def ticket(self, ticket: str) -> Principal:
         """Spend a WebSocket ticket; the principal's expiry is that of the access token behind the ticket."""
-        if not ticket.startswith(TICKET_PREFIX) or len(ticket) > 128:
+        if not ticket.startswith(credentials.TICKET_PREFIX) or len(ticket) > 128:
             raise InvalidCredentials("that is not a ticket", code="ticket_invalid")
         with self.service.transaction() as tx:
-            redeemed = consume_ticket(tx, ticket)
-        if redeemed.status is TicketStatus.EXPIRED:
+            redeemed = credentials.consume_ticket(tx, ticket)
+        if redeemed.status is credentials.TicketStatus.EXPIRED:
             raise InvalidCredentials("the ticket expired before use; get a new one", code="ticket_expired")
         session_id = redeemed.session_id
-        if redeemed.status is not TicketStatus.VALID or session_id is None:
+        if redeemed.status is not credentials.TicketStatus.VALID or session_id is None:
             raise InvalidCredentials("unknown or already used ticket", code="ticket_invalid")
         now = self.service.clock.now()
         # Tickets issued before migration 0002 do not record it: a whole access-token lifetime, as then.
@@ -108,24 +131,12 @@ class Authenticator:
                 "the access token this ticket was obtained with has expired; refresh, then get a new ticket",
                 code="token_expired",
             )
-        snapshot = self.service.get("session", session_id)
-        _require_state(snapshot.state, Purpose.WEBSOCKET)
+        snapshot = self.service.get(SESSION.name, session_id)
+        require(snapshot.state, Purpose.CONNECT)
         user_id = snapshot.row.get("user_id")
         return Principal(session_id, user_id, snapshot.state, snapshot.version, False, int(expires.timestamp()))
 
     def _touch(self, session_id: uuid.UUID, idle_due: object) -> None:
         """Authenticated use is activity: push the idle timeout back, at most once a minute."""
         if isinstance(idle_due, datetime) and idle_due - self.service.clock.now() < self.idle_timeout - TOUCH_EVERY:
-            self.service.touch("session", session_id)
-
-
-def _require_state(state: str, purpose: Purpose) -> None:
-    if state in LIVE or (purpose is Purpose.LOGOUT and state == S.SESSION_EXPIRED):
-        return
-    if state == S.SESSION_EXPIRED:
-        raise InvalidCredentials("the session expired from inactivity; refresh it", code="session_expired")
-    if state == S.REVOKED:
-        raise InvalidCredentials("the session was revoked; log in again", code="session_revoked")
-    if state == S.CLOSED:
-        raise InvalidCredentials("the session is closed; log in again", code="session_closed")
-    raise NotConnectable(f"the session is {state}: finish login first", code="session_not_connectable")
+            self.service.touch(SESSION.name, session_id)

@@ -2,8 +2,10 @@
 
 Each flow is one transaction through the transition service, so a session
 and its credentials change together or not at all. Sessions are created and
-credentials issued only here, by the server; login, refresh and logout always
-issue fresh credentials and invalidate the old ones (no session fixation).
+credentials issued only here, by the server; login and refresh always issue
+fresh credentials and invalidate the old ones (no session fixation), and a
+session that ends takes its credentials with it (the store does that, for
+every way a session can end).
 """
 
 from __future__ import annotations
@@ -12,20 +14,25 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sessionflow.api.auth.errors import InvalidCredentials, RateLimited
+from sessionflow.api.auth.authenticate import refusal
 from sessionflow.api.auth.oidc import OidcVerifier
 from sessionflow.api.auth.tokens import ANONYMOUS_TYPE, AccessTokens
+from sessionflow.api.errors import AuthError, InvalidCredentials, RateLimited
 from sessionflow.api.passwords import verify_password
 from sessionflow.api.settings import Settings
-from sessionflow.lifecycle import Actor, EventRefused, SessionState
-from sessionflow.persistence import queries, tokens
-from sessionflow.persistence.bindings import SESSIONS
-from sessionflow.persistence.records import Applied
-from sessionflow.persistence.service import TransitionService
-from sessionflow.persistence.tokens import RefreshStatus, UserRecord
-from sessionflow.persistence.tx import Tx
+from sessionflow.lifecycle import SESSION, Actor, EventRefused, SessionEvent
+from sessionflow.persistence import (
+    SESSIONS,
+    TransitionService,
+    Tx,
+    UserRecord,
+    credentials,
+    ratelimits,
+    sessions,
+    users,
+)
 
-S = SessionState
+E = SessionEvent
 # Verified against when the user does not exist, so that unknown users and wrong passwords cost the same.
 _DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$hyUPFzFhL58h8rkf7qODGg$5aHW3e+zrg9Yb/LDw5rpnHXbH2TUqxq0Lq9yUcTz/WY"
 
@@ -55,7 +62,7 @@ class Flows:
         session_id = uuid.uuid4()
         token = self.access.issue_anonymous(session_id=session_id, ttl=self.settings.session_login_window)
         with self.service.transaction() as tx:
-            tx.create(SESSIONS, session_id, {"anonymous_token_hash": tokens.token_hash(token)})
+            tx.create(SESSIONS, session_id, {"anonymous_token_hash": credentials.token_hash(token)})
         return session_id, token
 
     # -- login -------------------------------------------------------------------------
@@ -72,12 +79,12 @@ class Flows:
     ) -> Issued:
         """Verify a password and log in. Every failure is the same ``login_failed`` (no user enumeration)."""
         self._count_attempt(username, client_address)
-        user = queries.user_by_name(self.service.db, username)
+        user = users.by_name(self.service.db, username)
         ok = verify_password(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
         if user is None or not ok or not user.enabled or user.password_hash is None:
             raise InvalidCredentials("unknown user or wrong password", code="login_failed")
         with self.service.transaction() as tx:
-            tokens.clear_attempts(tx, _user_key(username))
+            ratelimits.clear_attempts(tx, _user_key(username))
         return self.login_user(user, session_id=session_id, anonymous_token=anonymous_token, request_id=request_id)
 
     def login_id_token(
@@ -121,163 +128,94 @@ class Flows:
                 session_id = tx.create(SESSIONS, uuid.uuid4(), {}).id
             else:
                 assert anonymous_token is not None
-                if not tokens.anonymous_token_matches(tx, session_id, anonymous_token):
+                if not credentials.anonymous_token_matches(tx, session_id, anonymous_token):
                     raise InvalidCredentials("the anonymous token was already used", code="token_superseded")
-            tokens.bind_user(tx, session_id, user.id)
+            sessions.bind_user(tx, session_id, user.id)
             tx.fire(
-                "session",
+                SESSION.name,
                 session_id,
-                "authenticate",
+                E.AUTHENTICATE,
                 actor=Actor.SERVER,
                 facts={"credentials_verified": True},
                 request_id=request_id,
             )
-            current = tokens.user_by_id(tx, user.id)
-            live = tokens.live_sessions_of(tx, user.id)  # includes this one, now authenticated
-            tx.fire(
-                "session",
+            current = users.current(tx, user.id)
+            held = sessions.count_open_sessions_of(tx, user.id)  # includes this one, now authenticated
+            applied = tx.fire(
+                SESSION.name,
                 session_id,
-                "activate",
+                E.ACTIVATE,
                 actor=Actor.SERVER,
                 facts={
                     "user_enabled": bool(current and current.enabled),
-                    "under_session_cap": live <= self.settings.max_sessions_per_user,
+                    "under_session_cap": held <= self.settings.max_sessions_per_user,
                 },
                 request_id=request_id,
             )
-            return self._issue(tx, session_id, user.id, S.SESSION_ACTIVE)
+            return self._issue(tx, session_id, user.id, applied.to_state)
 
     # -- refresh -----------------------------------------------------------------------
 
     def refresh(self, refresh_token: str, *, request_id: str | None = None) -> Issued:
         """Rotate credentials. A refresh token used twice means theft: the session is revoked."""
-        if not refresh_token.startswith(tokens.REFRESH_PREFIX) or len(refresh_token) > 128:
+        if not refresh_token.startswith(credentials.REFRESH_PREFIX) or len(refresh_token) > 128:
             raise InvalidCredentials("that is not a refresh token", code="refresh_token_invalid")
-        ended: str | None = None
+        ended: AuthError | None = None
         with self.service.transaction() as tx:
-            lookup = tokens.use_refresh(tx, refresh_token)
-            if lookup.status is RefreshStatus.UNKNOWN:
+            lookup = credentials.use_refresh(tx, refresh_token)
+            if lookup.status is credentials.RefreshStatus.UNKNOWN:
                 raise InvalidCredentials("unknown refresh token; log in again", code="refresh_token_invalid")
             assert lookup.session_id is not None
-            if lookup.status is RefreshStatus.EXPIRED:
+            if lookup.status is credentials.RefreshStatus.EXPIRED:
                 raise InvalidCredentials("the refresh token expired; log in again", code="refresh_token_invalid")
-            if lookup.status is RefreshStatus.REUSED:
+            if lookup.status is credentials.RefreshStatus.REUSED:
                 try:
-                    self._end(
-                        tx, lookup.session_id, "revoke", Actor.SERVER, {"reason": "refresh_token_reuse"}, request_id
+                    tx.fire(
+                        SESSION.name,
+                        lookup.session_id,
+                        E.REVOKE,
+                        actor=Actor.SERVER,
+                        detail={"reason": "refresh_token_reuse"},
+                        request_id=request_id,
                     )
-                except EventRefused as refused:
-                    ended = refused.state  # it ended before (logout, revocation, end of life): say so, revoke nothing
+                except EventRefused as refused:  # it ended before (logout, revocation, end of life): say so
+                    ended = _refused(refused)
             else:
                 try:
                     applied = tx.fire(
-                        "session",
+                        SESSION.name,
                         lookup.session_id,
-                        "refresh",
+                        E.REFRESH,
                         actor=Actor.CLIENT,
                         facts={"refresh_token_current": True},
                         request_id=request_id,
                     )
                 except EventRefused as refused:
-                    raise _ended(refused.state) from None
-                user_id = tokens.session_owner(tx, lookup.session_id)
+                    raise _refused(refused) from None
+                user_id = sessions.owner(tx, lookup.session_id)
                 assert user_id is not None
                 return self._issue(tx, lookup.session_id, user_id, applied.to_state)
         if ended is not None:
-            raise _ended(ended)
+            raise ended
         raise InvalidCredentials(
             "this refresh token was already used; the session is revoked as a precaution; log in again",
             code="refresh_token_reused",
         )
 
-    # -- ending sessions ---------------------------------------------------------------
-
-    def logout(
-        self,
-        session_id: uuid.UUID,
-        *,
-        request_id: str | None = None,
-        idempotency_key: str | None = None,
-        expected_version: int | None = None,
-    ) -> Applied:
-        with self.service.transaction() as tx:
-            return self._end(
-                tx, session_id, "logout", Actor.CLIENT, None, request_id, key=idempotency_key, expected=expected_version
-            )
-
-    def revoke(
-        self,
-        session_id: uuid.UUID,
-        *,
-        actor: Actor,
-        reason: str,
-        request_id: str | None = None,
-        idempotency_key: str | None = None,
-        expected_version: int | None = None,
-    ) -> Applied:
-        with self.service.transaction() as tx:
-            return self._end(
-                tx,
-                session_id,
-                "revoke",
-                actor,
-                {"reason": reason},
-                request_id,
-                key=idempotency_key,
-                expected=expected_version,
-            )
-
-    def revoke_user(
-        self, user_id: uuid.UUID, *, reason: str, disable: bool, request_id: str | None = None
-    ) -> list[Applied]:
-        """Revoke every open session of a user (and disable the user first, if asked), atomically."""
-        with self.service.transaction() as tx:
-            if disable and not tokens.set_user_enabled(tx, user_id, False):
-                raise LookupError(f"no user {user_id}")
-            return [
-                self._end(tx, sid, "revoke", Actor.ADMIN, {"reason": reason}, request_id)
-                for sid in tokens.open_sessions_of(tx, user_id)
-            ]
-
     def ticket(self, session_id: uuid.UUID, *, credential_expires_at: datetime) -> tuple[str, int]:
         """A WebSocket ticket standing for the caller's access token, which expires at ``credential_expires_at``."""
         ttl = self.settings.ws_ticket_ttl
         with self.service.transaction() as tx:
-            ticket = tokens.issue_ticket(tx, session_id, ttl, credential_expires_at=credential_expires_at)
+            ticket = credentials.issue_ticket(tx, session_id, ttl, credential_expires_at=credential_expires_at)
             return ticket, int(ttl.total_seconds())
 
     # -- internals ---------------------------------------------------------------------
 
-    def _end(
-        self,
-        tx: Tx,
-        session_id: uuid.UUID,
-        event: str,
-        actor: Actor,
-        detail: dict[str, str] | None,
-        request_id: str | None,
-        *,
-        key: str | None = None,
-        expected: int | None = None,
-    ) -> Applied:
-        """Fire a terminal event and make every credential of the session useless."""
-        applied = tx.fire(
-            "session",
-            session_id,
-            event,
-            actor=actor,
-            detail=detail,
-            request_id=request_id,
-            idempotency_key=key,
-            expected_version=expected,
-        )
-        tokens.retire_refresh_tokens(tx, session_id)
-        tokens.next_generation(tx, session_id)
-        return applied
-
     def _issue(self, tx: Tx, session_id: uuid.UUID, user_id: uuid.UUID, state: str) -> Issued:
-        generation = tokens.next_generation(tx, session_id)
-        refresh, refresh_expires = tokens.issue_refresh(tx, session_id, generation, self.settings.refresh_token_ttl)
+        generation = credentials.next_generation(tx, session_id)
+        refresh, refresh_expires = credentials.issue_refresh(
+            tx, session_id, generation, self.settings.refresh_token_ttl
+        )
         access = self.access.issue(user_id=user_id, session_id=session_id, generation=generation)
         return Issued(
             session_id=session_id,
@@ -295,7 +233,7 @@ class Flows:
         if username is not None:
             checks.insert(0, (_user_key(username), self.settings.login_limit_per_user))
         with self.service.transaction() as tx:
-            counts = [(tokens.count_attempt(tx, key, window), limit) for key, limit in checks]
+            counts = [(ratelimits.count_attempt(tx, key, window), limit) for key, limit in checks]
         for (count, started), limit in counts:
             if count > limit:
                 retry_after = max(1, int((started + window - self.service.clock.now()).total_seconds()) + 1)
@@ -306,7 +244,6 @@ def _user_key(username: str) -> str:
     return f"login:user:{username.casefold()[:150]}"
 
 
-def _ended(state: str) -> InvalidCredentials:
-    if state == S.REVOKED:
-        return InvalidCredentials("the session was revoked; log in again", code="session_revoked")
-    return InvalidCredentials("the session is closed; log in again", code="session_closed")
+def _refused(refused: EventRefused) -> AuthError:
+    """What the holder hears when the session's state refused a refresh: the state's own refusal."""
+    return refusal(refused.state) or InvalidCredentials("the session cannot be refreshed now", code="token_invalid")

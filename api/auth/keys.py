@@ -1,10 +1,13 @@
 """Signing keys for access tokens.
 
 HS256 by default. Without a configured secret, one is generated on first
-start and kept in a file readable by its owner only, beside the SQLite
-database (or in the working directory for PostgreSQL), so restarts do not log
-everyone out. Several hosts sharing a PostgreSQL store must share the secret:
-set ``SESSIONFLOW_JWT_SECRET`` or use EdDSA/RS256 key files.
+start and kept in a file readable by its owner only, so restarts do not log
+everyone out: ``sessionflow.secret`` beside the SQLite database, or, for
+PostgreSQL, in ``$XDG_CONFIG_HOME/sessionflow/`` (``~/.config/sessionflow/``),
+never in whatever directory the server happened to start in.
+``SESSIONFLOW_JWT_SECRET_FILE`` names another place. Several hosts sharing a
+PostgreSQL store must share the secret: set ``SESSIONFLOW_JWT_SECRET`` or
+use EdDSA/RS256 key files.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import os
 import secrets
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,8 @@ from typing import Any
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from sqlalchemy import make_url
 
-from sessionflow.api.settings import Settings, SettingsError
+from sessionflow.api.errors import SettingsError
+from sessionflow.api.settings import Settings
 
 log = logging.getLogger("sessionflow.keys")
 
@@ -34,13 +39,15 @@ class SigningKeys:
     verifying_key: Any = field(repr=False)
 
 
-def secret_path(settings: Settings) -> Path:
+def secret_path(settings: Settings, environ: Mapping[str, str] = os.environ) -> Path:
+    """Where the generated HS256 secret lives (module docstring)."""
     if settings.jwt_secret_file:
         return Path(settings.jwt_secret_file)
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         return Path(url.database).resolve().parent / SECRET_FILENAME
-    return Path.cwd() / SECRET_FILENAME
+    config = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "sessionflow" / SECRET_FILENAME
 
 
 def load_keys(settings: Settings) -> SigningKeys:

@@ -9,7 +9,7 @@ one with no password hash, so it can only ever log in through the provider.
 
 ::
 
-    InvalidCredentials (401, api.auth.errors)   ``id_token_invalid``: any token we cannot accept;
+    InvalidCredentials (401, api.errors)        ``id_token_invalid``: any token we cannot accept;
                                                 ``login_failed``: a disabled user (as password logins)
     IdentityProviderUnavailable (503)           the JWKS could not be fetched or read; retry later
 
@@ -30,12 +30,10 @@ from urllib.parse import urlsplit
 
 import jwt
 
-from sessionflow.api.auth.errors import InvalidCredentials
-from sessionflow.api.settings import PREFIX, Settings, SettingsError
+from sessionflow.api.errors import IdentityProviderUnavailable, InvalidCredentials, SettingsError
+from sessionflow.api.settings import PREFIX, Settings
 from sessionflow.lifecycle import Clock
-from sessionflow.persistence import users
-from sessionflow.persistence.database import Database
-from sessionflow.persistence.tokens import UserRecord
+from sessionflow.persistence import Database, UserRecord, users
 
 log = logging.getLogger("sessionflow.oidc")
 
@@ -52,16 +50,6 @@ LEEWAY = timedelta(seconds=30)
 JWKS_TIMEOUT = 5.0  # seconds; a login waits at most this long for the provider
 JWKS_LIFESPAN = 300.0  # seconds the fetched key set is reused before it is fetched again
 USERNAME_ATTEMPTS = 12
-
-
-class IdentityProviderUnavailable(Exception):
-    """The provider's JWKS could not be fetched or read, so no ID token can be checked now (503, retry)."""
-
-    code = "identity_provider_unavailable"
-
-    def __init__(self, detail: str = "the identity provider's keys cannot be fetched; retry later") -> None:
-        self.detail = detail
-        super().__init__(detail)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from datetime import timedelta
 
 import jwt
 
-from sessionflow.api.auth.errors import InvalidCredentials
 from sessionflow.api.auth.keys import SigningKeys
+from sessionflow.api.errors import InvalidCredentials
 from sessionflow.lifecycle import Clock
 
 ACCESS_TYPE = "access"

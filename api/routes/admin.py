@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -11,11 +12,11 @@ from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
 from sessionflow.api.auth.authenticate import Purpose
-from sessionflow.api.context import AppContext, Ctx, request_id
+from sessionflow.api.context import BEARER_REQUIRED, AppContext, Ctx, request_id
 from sessionflow.api.problems import problem, responses
 from sessionflow.api.routes.auth import could_exist
-from sessionflow.lifecycle import SESSION, Actor
-from sessionflow.persistence import queries
+from sessionflow.lifecycle import SESSION, Actor, SessionEvent
+from sessionflow.persistence import queries, sessions, users
 
 StateName = Annotated[str | None, QueryParameter(name="state", description="only sessions in this state")]
 
@@ -26,11 +27,13 @@ class AdminSession(msgspec.Struct):
     version: int
     user_id: uuid.UUID | None
     username: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 class SessionPage(msgspec.Struct):
-    items: list[AdminSession]
-    next: uuid.UUID | None  # pass as ?after= for the next page
+    items: list[AdminSession]  # newest first
+    next: uuid.UUID | None  # pass as ?after= for the next page (older sessions); null on the last page
 
 
 class RevokeRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -42,6 +45,7 @@ class Revoked(msgspec.Struct):
 
 
 class AdminController(Controller):
+    security = BEARER_REQUIRED
     path = "/api/admin"
     tags = ["admin"]
 
@@ -49,7 +53,7 @@ class AdminController(Controller):
         "/sessions",
         sync_to_thread=True,
         responses=responses(400, 401, 403, 409, 422, 503),
-        summary="Sessions by state and user, paginated by id",
+        summary="Sessions by state and user, newest first, paginated",
     )
     def sessions(
         self,
@@ -60,17 +64,21 @@ class AdminController(Controller):
         after: Annotated[uuid.UUID | None, QueryParameter(name="after")] = None,
         limit: Annotated[int, Parameter(ge=1, le=queries.MAX_PAGE)] = 50,
     ) -> SessionPage:
-        ctx.require_admin(ctx.principal(request, Purpose.HTTP))
+        ctx.require_admin(ctx.principal(request, Purpose.USE))
         state = state_filter
         if state is not None and state not in SESSION.states:
             raise problem(422, "unknown_state", "No such state", f"known states: {', '.join(SESSION.states)}")
         user_id = None
         if user is not None:
-            user_id = queries.user_id_by_name(ctx.db, user) if could_exist(user) else None
-            if user_id is None:
+            found = users.by_name(ctx.db, user) if could_exist(user) else None
+            if found is None:
                 return SessionPage(items=[], next=None)
+            user_id = found.id
         rows = queries.list_sessions(ctx.db, state=state, user_id=user_id, after=after, limit=limit + 1)
-        items = [AdminSession(r.id, r.state, r.version, r.user_id, r.username) for r in rows[:limit]]
+        items = [
+            AdminSession(r.id, r.state, r.version, r.user_id, r.username, r.created_at, r.updated_at)
+            for r in rows[:limit]
+        ]
         return SessionPage(items=items, next=items[-1].session_id if len(rows) > limit else None)
 
     @post(
@@ -87,8 +95,15 @@ class AdminController(Controller):
         session_id: FromPath[uuid.UUID],
         data: JSONBody[RevokeRequest | None] = None,
     ) -> Revoked:
-        ctx.require_admin(ctx.principal(request, Purpose.HTTP))
-        ctx.flows.revoke(session_id, actor=Actor.ADMIN, reason=_reason(data), request_id=request_id(request))
+        ctx.require_admin(ctx.principal(request, Purpose.USE))
+        ctx.service.fire(
+            SESSION.name,
+            session_id,
+            SessionEvent.REVOKE,
+            actor=Actor.ADMIN,
+            detail={"reason": _reason(data)},
+            request_id=request_id(request),
+        )
         return Revoked(revoked=[session_id])
 
     @post(
@@ -105,9 +120,12 @@ class AdminController(Controller):
         user_id: FromPath[uuid.UUID],
         data: JSONBody[RevokeRequest | None] = None,
     ) -> Revoked:
-        ctx.require_admin(ctx.principal(request, Purpose.HTTP))
+        ctx.require_admin(ctx.principal(request, Purpose.USE))
         _require_user(ctx, user_id)
-        applied = ctx.flows.revoke_user(user_id, reason=_reason(data), disable=False, request_id=request_id(request))
+        with ctx.service.transaction() as tx:
+            applied = sessions.revoke_all_of(
+                tx, user_id, actor=Actor.ADMIN, reason=_reason(data), request_id=request_id(request)
+            )
         return Revoked(revoked=[a.instance_id for a in applied])
 
     @post(
@@ -118,9 +136,13 @@ class AdminController(Controller):
         summary="Disable a user and revoke their sessions",
     )
     def disable_user(self, ctx: Ctx, request: Request[Any, Any, State], user_id: FromPath[uuid.UUID]) -> Revoked:
-        ctx.require_admin(ctx.principal(request, Purpose.HTTP))
+        ctx.require_admin(ctx.principal(request, Purpose.USE))
         _require_user(ctx, user_id)
-        applied = ctx.flows.revoke_user(user_id, reason="user_disabled", disable=True, request_id=request_id(request))
+        with ctx.service.transaction() as tx:
+            users.set_enabled(tx, user_id, False)
+            applied = sessions.revoke_all_of(
+                tx, user_id, actor=Actor.ADMIN, reason="user_disabled", request_id=request_id(request)
+            )
         return Revoked(revoked=[a.instance_id for a in applied])
 
 
@@ -130,5 +152,5 @@ def _reason(data: RevokeRequest | None) -> str:
 
 
 def _require_user(ctx: AppContext, user_id: uuid.UUID) -> None:
-    if queries.user_by_id(ctx.db, user_id) is None:
+    if users.by_id(ctx.db, user_id) is None:
         raise problem(404, "user_not_found", "No such user")

@@ -12,10 +12,11 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from sessionflow.api.auth.authenticate import Purpose
-from sessionflow.api.auth.errors import InvalidCredentials
-from sessionflow.api.context import Ctx, request_id
+from sessionflow.api.context import BEARER_REQUIRED, Ctx, request_id
+from sessionflow.api.errors import InvalidCredentials
 from sessionflow.api.problems import problem, responses
-from sessionflow.persistence.errors import InvalidInput
+from sessionflow.lifecycle import SESSION, Actor, SessionEvent
+from sessionflow.persistence import InvalidInput
 from sessionflow.persistence.users import validate_username
 
 
@@ -83,7 +84,7 @@ class AuthController(Controller):
     def create_session(self, ctx: Ctx, request: Request[object, object, State]) -> CreatedSession:
         """The server creates the session; its anonymous token only serves to upgrade it at login."""
         session_id, token = ctx.flows.create_anonymous(request_id=request_id(request))
-        return CreatedSession(session_id=session_id, state="anonymous", anonymous_token=token)
+        return CreatedSession(session_id=session_id, state=SESSION.initial, anonymous_token=token)
 
     @post(
         "/auth/login",
@@ -148,8 +149,11 @@ class AuthController(Controller):
         sync_to_thread=True,
         responses=responses(400, 401, 409, 422, 503),
         summary="Log out (the access token as bearer)",
+        security=BEARER_REQUIRED,
     )
     def logout(self, ctx: Ctx, request: Request[object, object, State]) -> LogoutResponse:
-        principal = ctx.principal(request, Purpose.LOGOUT)
-        applied = ctx.flows.logout(principal.session_id, request_id=request_id(request))
+        principal = ctx.principal(request, Purpose.FIRE)
+        applied = ctx.service.fire(
+            SESSION.name, principal.session_id, SessionEvent.LOGOUT, actor=Actor.CLIENT, request_id=request_id(request)
+        )
         return LogoutResponse(session_id=principal.session_id, state=applied.to_state)

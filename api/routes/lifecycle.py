@@ -7,8 +7,11 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, Response, get
 from litestar.params import FromPath, QueryParameter
 
+from sessionflow.api.diagrams import render_svg
+from sessionflow.api.errors import DiagramError
 from sessionflow.api.problems import problem, responses
-from sessionflow.lifecycle import MACHINES, Definition, diagrams, protocol
+from sessionflow.lifecycle import MACHINES, Definition, protocol
+from sessionflow.lifecycle.diagrams import render_dot, render_mermaid
 
 _MEDIA = {
     "mermaid": "text/vnd.mermaid; charset=utf-8",
@@ -22,7 +25,12 @@ def describe(definition: Definition) -> dict[str, Any]:
         "name": definition.name,
         "initial": str(definition.initial),
         "states": [
-            {"name": str(s), "terminal": s in definition.terminal, "description": definition.descriptions.get(s, "")}
+            {
+                "name": str(s),
+                "terminal": s in definition.terminal,
+                "tags": sorted(definition.tags.get(s, ())),
+                "description": definition.descriptions.get(s, ""),
+            }
             for s in definition.states
         ],
         "events": [
@@ -88,10 +96,10 @@ class LifecycleController(Controller):
         format: Annotated[Literal["mermaid", "dot", "svg"], QueryParameter(name="format")] = "mermaid",
     ) -> Response[str]:
         definition = _machine(name)
-        render = {"mermaid": diagrams.render_mermaid, "dot": diagrams.render_dot, "svg": diagrams.render_svg}[format]
+        render = {"mermaid": render_mermaid, "dot": render_dot, "svg": render_svg}[format]
         try:
             body = render(definition)
-        except diagrams.DiagramError as exc:
+        except DiagramError as exc:
             raise problem(
                 503, "renderer_unavailable", "This diagram format cannot be rendered here", str(exc)
             ) from None

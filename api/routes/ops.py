@@ -20,7 +20,7 @@ def ready(ctx: Ctx) -> Response[dict[str, str]]:
     try:
         with ctx.db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        at_head = migrate.is_at_head(ctx.db)
+        at_head = migrate.current(ctx.db) == ctx.schema_head
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; only the type is reported
         return Response(
             {"status": "unavailable", "reason": f"database: {type(exc).__name__}"},

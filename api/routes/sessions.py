@@ -17,15 +17,13 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter
 
-from sessionflow.api.auth.authenticate import Principal, Purpose
-from sessionflow.api.context import AppContext, Ctx, request_id
+from sessionflow.api.auth.authenticate import Principal, Purpose, require
+from sessionflow.api.context import BEARER_REQUIRED, AppContext, Ctx, request_id
 from sessionflow.api.problems import problem, responses
 from sessionflow.lifecycle import SESSION, Actor, engine
-from sessionflow.persistence import queries
-from sessionflow.persistence.errors import InstanceNotFound
-from sessionflow.persistence.records import Applied, Snapshot
+from sessionflow.persistence import Applied, InstanceNotFound, Snapshot, queries
 
-_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,10})"?\s*$')
+_ETAG = re.compile(r'^\s*(W/)?"(\d{1,10})"\s*$')
 
 
 class SessionView(msgspec.Struct):
@@ -58,8 +56,11 @@ class HistoryPage(msgspec.Struct):
     next: int | None  # pass as ?after= for the next page; null when this page is the last
 
 
+MAX_REASON = 200
+
+
 class EventRequest(msgspec.Struct, forbid_unknown_fields=True):
-    reason: str | None = None  # recorded with revoke
+    reason: str | None = None  # recorded in the history row's detail (first 200 characters)
 
 
 class EventResult(msgspec.Struct):
@@ -77,6 +78,7 @@ class Ticket(msgspec.Struct):
 
 
 class SessionController(Controller):
+    security = BEARER_REQUIRED
     path = "/api/session/{session_id:uuid}"
     tags = ["sessions"]
 
@@ -90,7 +92,7 @@ class SessionController(Controller):
         self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]
     ) -> Response[SessionView]:
         actor = _caller(ctx, request, session_id)
-        snapshot = ctx.service.get("session", session_id)
+        snapshot = ctx.service.get(SESSION.name, session_id)
         return Response(_view(ctx, snapshot, actor), headers={"ETag": f'"{snapshot.version}"'})
 
     @get(
@@ -108,7 +110,7 @@ class SessionController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=queries.MAX_PAGE)] = 100,
     ) -> HistoryPage:
         _caller(ctx, request, session_id)
-        entries = queries.history(ctx.db, "session", session_id, after_seq=after, limit=limit + 1)
+        entries = queries.history(ctx.db, SESSION.name, session_id, after_seq=after, limit=limit + 1)
         more = len(entries) > limit
         items = [HistoryItem(e.seq, e.event, e.from_state, e.to_state, e.actor, e.at) for e in entries[:limit]]
         return HistoryPage(items=items, next=items[-1].seq if more else None)
@@ -130,54 +132,23 @@ class SessionController(Controller):
         if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[EventResult]:
-        """Client events for the session's own holder, admin events for admins; never server or timer events."""
-        actor = _caller(ctx, request, session_id)
-        spec = SESSION.events.get(event)
-        if spec is None:
-            engine(SESSION).require_event(event)  # raises UnknownEvent with the known events
-            raise AssertionError("unreachable")
-        if actor not in spec.fired_by:
-            state = ctx.service.get("session", session_id).state
-            firers = " or ".join(sorted(spec.fired_by))
-            raise problem(
-                403,
-                "event_not_permitted",
-                "You may not fire this event",
-                f"'{event}' is fired by the {firers}, not by a {actor}",
-                state=state,
-                event=event,
-                allowed_events=list(engine(SESSION).allowed_events(state, actor)),
-            )
-        expected = _if_match(if_match)
-        rid = request_id(request)
-        if event == "logout":
-            applied = ctx.flows.logout(
-                session_id, request_id=rid, idempotency_key=idempotency_key, expected_version=expected
-            )
-        elif event == "revoke":
-            reason = (data.reason if data and data.reason else "admin")[:200]
-            applied = ctx.flows.revoke(
-                session_id,
-                actor=actor,
-                reason=reason,
-                request_id=rid,
-                idempotency_key=idempotency_key,
-                expected_version=expected,
-            )
-        elif event == "refresh":
-            raise problem(
-                422, "use_refresh_endpoint", "Refresh needs the refresh token", "POST it to /api/auth/refresh"
-            )
-        else:  # pragma: no cover - every client or admin event is handled above
-            applied = ctx.service.fire(
-                "session",
-                session_id,
-                event,
-                actor=actor,
-                expected_version=expected,
-                idempotency_key=idempotency_key,
-                request_id=rid,
-            )
+        """The caller acts as the session's holder (``client``) on its own session, as ``admin`` on another's.
+
+        The session machine decides the rest, and its refusals are the answer:
+        an event fired by the server or a timer is 403, one the state does not
+        allow 409, a guard that is not met 409 with the guard named.
+        """
+        actor = _caller(ctx, request, session_id, Purpose.FIRE)
+        applied = ctx.service.fire(
+            SESSION.name,
+            session_id,
+            event,
+            actor=actor,
+            expected_version=_if_match(if_match),
+            idempotency_key=idempotency_key,
+            request_id=request_id(request),
+            detail={"reason": data.reason[:MAX_REASON]} if data and data.reason else None,
+        )
         return Response(_result(applied), headers={"ETag": f'"{applied.version}"'})
 
     @post(
@@ -188,32 +159,53 @@ class SessionController(Controller):
         summary="A single-use WebSocket ticket (30 s)",
     )
     def ticket(self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]) -> Ticket:
-        principal = ctx.principal(request, Purpose.WEBSOCKET)
+        principal = ctx.principal(request, Purpose.CONNECT)
         if principal.session_id != session_id:
-            raise InstanceNotFound("session", session_id)
+            raise InstanceNotFound(SESSION.name, session_id)
         ticket, expires_in = ctx.flows.ticket(
             session_id, credential_expires_at=datetime.fromtimestamp(principal.token_expires_at, UTC)
         )
         return Ticket(ticket=ticket, expires_in=expires_in)
 
 
-def _caller(ctx: AppContext, request: Request[Any, Any, State], session_id: uuid.UUID) -> Actor:
-    """The actor the caller acts as on this session, or 404 if the session is not theirs to see."""
-    principal: Principal = ctx.principal(request, Purpose.HTTP)
+def _caller(
+    ctx: AppContext, request: Request[Any, Any, State], session_id: uuid.UUID, purpose: Purpose = Purpose.USE
+) -> Actor:
+    """The actor the caller acts as on this session, or 404 if the session is not theirs to see.
+
+    On its own session the caller is the holder, with its credentials checked for ``purpose``; on
+    another's it must be an admin whose own session is usable.
+    """
+    principal: Principal = ctx.principal(request, purpose)
     if principal.session_id == session_id:
         return Actor.CLIENT
+    require(principal.state, Purpose.USE)
     if ctx.is_admin(principal):
         return Actor.ADMIN
-    raise InstanceNotFound("session", session_id)
+    raise InstanceNotFound(SESSION.name, session_id)
 
 
 def _if_match(value: str | None) -> int | None:
-    if value is None:
+    """The version an ``If-Match`` header requires, or None for none (no header, or ``*``).
+
+    RFC 9110 compares If-Match strongly: a weak tag (``W/"3"``) never matches, so it is 412. Anything
+    but one quoted version, a weak tag or ``*`` (a bare ``3``, a list) is malformed: 400.
+    """
+    if value is None or value.strip() == "*":
         return None
     match = _ETAG.match(value)
     if match is None:
-        raise problem(400, "invalid_if_match", 'If-Match must be the session\'s ETag, a version in quotes, e.g. "3"')
-    return int(match.group(1))
+        raise problem(
+            400, "invalid_if_match", 'If-Match must be the session\'s ETag, one version in quotes, e.g. "3", or *'
+        )
+    if match.group(1):
+        raise problem(
+            412,
+            "version_mismatch",
+            "A weak entity tag never matches",
+            'If-Match compares strongly: send "3", not W/"3"',
+        )
+    return int(match.group(2))
 
 
 def _view(ctx: AppContext, snapshot: Snapshot, actor: Actor) -> SessionView:

@@ -8,12 +8,16 @@ and the client's alone.
 from __future__ import annotations
 
 import email
+import os
+import socket
 import subprocess
 import sys
+import time
 import venv
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,3 +138,52 @@ def test_the_installed_server_runs_and_adds_no_generic_import_names(server: Path
 def _metadata_version(python: Path, cwd: Path) -> str:
     code = "import importlib.metadata as m; print(m.version('sessionflow'))"
     return subprocess.run([python, "-c", code], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_running_server_keeps_serving_while_its_package_is_replaced(
+    server: Path, wheels: dict[str, Path], tmp_path: Path
+) -> None:
+    """The README's two commands in order: the second reinstalls the package the first one's server runs from.
+
+    Removing the installed files under a running server (what ``pip install -e`` over a regular install
+    does) leaves it ready and answering: readiness compares the database with the migration head read once
+    at start, never with the scripts on disk.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SESSIONFLOW_")}
+    env["SESSIONFLOW_JWT_SECRET"] = "s" * 40
+    base = f"http://127.0.0.1:{port}"
+    with subprocess.Popen(
+        [server / "sessionflow", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as running:
+        try:
+            _wait_live(base)  # not /api/ready: its first answer must come after the files are gone
+            removed = _run(server / "python", "-m", "pip", "uninstall", "-y", "-q", "sessionflow")
+            assert removed.returncode == 0, removed.stderr
+            assert list(server.parent.glob("lib/python3*/site-packages/sessionflow/migrations/env.py")) == []
+            ready = httpx.get(f"{base}/api/ready", timeout=5)
+            assert ready.status_code == 200, ready.text
+            created = httpx.post(f"{base}/api/session/create", timeout=5)
+            assert created.status_code == 201, created.text
+        finally:
+            running.terminate()
+            running.wait(timeout=30)
+            _run(server / "python", "-m", "pip", "install", "-q", "--no-deps", wheels["sessionflow"])
+
+
+def _wait_live(base: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail("the installed server did not start")

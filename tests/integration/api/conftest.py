@@ -26,7 +26,7 @@ from sessionflow.api.context import AppContext
 from sessionflow.api.passwords import hash_password
 from sessionflow.api.settings import Settings
 from sessionflow.lifecycle import ManualClock
-from sessionflow.persistence import queries
+from sessionflow.persistence import users
 from sessionflow.persistence.users import create_user
 
 PASSWORD = "correct horse battery staple"
@@ -89,7 +89,7 @@ class Api:
 
     def issue(self, user: User) -> Issued:
         """Log ``user`` in without a password check (the login flow after verification): fast."""
-        record = queries.user_by_id(self.ctx.db, user.id)
+        record = users.by_id(self.ctx.db, user.id)
         assert record is not None
         return self.ctx.flows.login_user(record)
 
@@ -107,6 +107,12 @@ class Api:
         if "admin" not in self.tokens:
             self.tokens["admin"] = self.session_for(self.admin)
         return bearer(self.tokens["admin"]["access_token"])
+
+    def admin_session_id(self) -> str:
+        """The session behind :meth:`admin_headers`."""
+        self.admin_headers()
+        session_id: str = self.tokens["admin"]["session_id"]
+        return session_id
 
     def create_anonymous(self) -> dict[str, Any]:
         response = self.client.post("/api/session/create")
@@ -128,17 +134,17 @@ def make_api(db_url: str, clock: ManualClock, password_hash: str) -> Iterator[Ca
     The first call creates the users; later calls reuse them.
     """
     stack = ExitStack()
-    users: dict[str, User] = {}
+    made: dict[str, User] = {}
 
     def build(*, settings: Settings | None = None, **overrides: Any) -> Api:
         app = create_app(settings or settings_for(db_url, **overrides), clock=clock, run_sweeper=False)
         ctx: AppContext = app.state.ctx
-        if not users:
+        if not made:
             for name, is_admin in (("alice", False), ("root", True)):
                 created = create_user(ctx.db, name, password_hash, is_admin=is_admin, now=clock.now())
-                users[name] = User(created.id, created.username)
+                made[name] = User(created.id, created.username)
         client = stack.enter_context(TestClient(app))
-        return Api(app, client, clock, users["alice"], users["root"])
+        return Api(app, client, clock, made["alice"], made["root"])
 
     with stack:
         yield build

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from sessionflow.persistence import queries
+from sessionflow.persistence import queries, users
 from sessionflow.persistence.users import create_user
 from tests.integration.api.conftest import PASSWORD, Api, User, assert_problem, bearer
 
@@ -34,7 +35,7 @@ def test_a_non_admin_is_403_admin_required_and_nothing_happens(api: Api, method:
         api.client.get(f"/api/session/{alice['session_id']}", headers=bearer(alice["access_token"])).json()["state"]
         == "session_active"
     )
-    assert queries.user_by_id(api.ctx.db, api.alice.id).enabled  # type: ignore[union-attr]
+    assert users.by_id(api.ctx.db, api.alice.id).enabled
 
 
 @pytest.mark.parametrize(("method", "template"), ADMIN_ROUTES, ids=[p for _, p in ADMIN_ROUTES])
@@ -45,14 +46,19 @@ def test_admin_routes_need_credentials(api: Api, method: str, template: str) -> 
 
 def test_sessions_are_listed_by_state_and_user_and_paginated(api: Api) -> None:
     admin_session = api.admin_headers()
-    alice_sessions = {api.session_for(api.alice)["session_id"] for _ in range(3)}
+    created = [api.admin_session_id()]
+    for _ in range(3):
+        api.clock.advance(timedelta(seconds=1))
+        created.append(api.session_for(api.alice)["session_id"])
+    alice_sessions = set(created[1:])
+    api.clock.advance(timedelta(seconds=1))
     anonymous = api.create_anonymous()["session_id"]
+    created.append(anonymous)
 
     everything = api.client.get("/api/admin/sessions", headers=admin_session)
     assert everything.status_code == 200, everything.text
     all_ids = [item["session_id"] for item in everything.json()["items"]]
-    assert len(all_ids) == 5
-    assert all_ids == sorted(all_ids)
+    assert all_ids == created[::-1], "newest first"
     assert everything.json()["next"] is None
     item = next(i for i in everything.json()["items"] if i["session_id"] in alice_sessions)
     assert item == {
@@ -61,6 +67,8 @@ def test_sessions_are_listed_by_state_and_user_and_paginated(api: Api) -> None:
         "version": 2,
         "user_id": str(api.alice.id),
         "username": "alice",
+        "created_at": item["created_at"],
+        "updated_at": item["created_at"],
     }
 
     by_state = api.client.get("/api/admin/sessions", params={"state": "anonymous"}, headers=admin_session).json()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sessionflow.api.auth.authenticate import Purpose
-from sessionflow.api.auth.errors import InvalidCredentials
+from sessionflow.api.errors import InvalidCredentials
 from tests.bad_tokens import BAD_TOKENS, EXPECTED_CLOSE_CODE, BadToken, TokenContext, write_rsa_keys
 from tests.integration.api.conftest import Api, assert_problem
 
@@ -38,7 +38,7 @@ def test_bad_token_is_refused_with_its_code(
 ) -> None:
     """GET /api/session/{id}: 401 problem details with the declared code and a WWW-Authenticate challenge.
 
-    The one authenticator gives the WebSocket purpose the same code, for which DESIGN 7 has a close code.
+    The one authenticator gives the WebSocket purpose the same code, for which docs/protocol.md has a close code.
     """
     api, tc = token_context
     case: BadToken = request.node.callspec.params["token_context"]
@@ -53,7 +53,7 @@ def test_bad_token_is_refused_with_its_code(
         assert header.partition(" ")[2] not in response.text  # the credential is never echoed
 
     with pytest.raises(InvalidCredentials) as refused:
-        api.ctx.auth.bearer(header, Purpose.WEBSOCKET)
+        api.ctx.auth.bearer(header, Purpose.CONNECT)
     assert refused.value.code == case.code
     assert case.close_code in {4401, 4403, 4410, 4419}
 

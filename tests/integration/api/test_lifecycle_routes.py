@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,7 +10,9 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from sessionflow.api.app import create_app
-from sessionflow.lifecycle import CONNECTION, MACHINES, SESSION, ManualClock, diagrams, protocol
+from sessionflow.api.diagrams import render_svg
+from sessionflow.lifecycle import CONNECTION, MACHINES, SESSION, Definition, ManualClock, protocol
+from sessionflow.lifecycle.diagrams import render_dot, render_mermaid
 from tests.conftest import needs_dot
 from tests.integration.api.conftest import Api, assert_problem, settings_for
 
@@ -64,21 +66,21 @@ def test_an_unknown_machine_is_404_naming_the_known_ones(static: TestClient[Lite
 @pytest.mark.parametrize(
     ("fmt", "media_type", "render"),
     [
-        ("mermaid", "text/vnd.mermaid", diagrams.render_mermaid),
-        ("dot", "text/vnd.graphviz", diagrams.render_dot),
-        ("svg", "image/svg+xml", diagrams.render_svg),
+        ("mermaid", "text/vnd.mermaid", render_mermaid),
+        ("dot", "text/vnd.graphviz", render_dot),
+        ("svg", "image/svg+xml", render_svg),
     ],
 )
 @pytest.mark.parametrize("name", ["session", "connection"])
 def test_diagrams_in_each_format_with_its_media_type(
-    static: TestClient[Litestar], name: str, fmt: str, media_type: str, render: object
+    static: TestClient[Litestar], name: str, fmt: str, media_type: str, render: Callable[[Definition], str]
 ) -> None:
     if fmt == "svg":
         needs_dot()
     response = static.get(f"/api/lifecycle/machines/{name}/diagram", params={"format": fmt})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith(media_type)
-    assert response.text == render(MACHINES[name])  # type: ignore[operator]
+    assert response.text == render(MACHINES[name])
 
 
 def test_the_default_diagram_is_mermaid(static: TestClient[Litestar]) -> None:
@@ -105,7 +107,7 @@ def test_the_close_code_table_is_the_protocols(static: TestClient[Litestar]) -> 
         {"code": c.code, "name": c.name, "meaning": c.meaning, "action": str(c.action), "retry": c.retry}
         for c in protocol.CLOSE_CODES
     ]
-    # DESIGN 7, literally.
+    # docs/protocol.md, literally.
     assert [r["code"] for r in rows] == [
         1000,
         1001,

@@ -1,6 +1,6 @@
-"""Every contract path of DESIGN 6 is routed, and no route answers malformed input with a 500.
+"""Every contract path of docs/http-api.md is routed, and no route answers malformed input with a 500.
 
-The table below is written out literally from the design on purpose: a route
+The table below is written out literally from docs/http-api.md on purpose: a route
 that goes missing (the 404-by-omission this project was born from) fails here
 by name, not somewhere downstream.
 """
@@ -25,7 +25,7 @@ from sessionflow.lifecycle import ManualClock
 from sessionflow.persistence.users import create_user
 from tests.integration.api.conftest import PROBLEM_JSON, Api, bearer, settings_for
 
-# (method, path) exactly as DESIGN 6 lists them; the admin routes as the design's "admin routes" row names them.
+# (method, path) exactly as docs/http-api.md lists them.
 CONTRACT = [
     ("POST", "/api/session/create"),
     ("POST", "/api/auth/login"),

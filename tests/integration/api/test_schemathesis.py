@@ -1,7 +1,7 @@
 """Every operation in the published OpenAPI document, fuzzed in-process by schemathesis.
 
 Whatever a client sends, the API never answers 5xx, every error is an RFC 9457
-problem (DESIGN 6), and every answer whose status and media type the document
+problem (docs/http-api.md), and every answer whose status and media type the document
 describes matches that schema. Each case is sent as an admin, a plain user, an
 anonymous session, a forged token or nobody, each logged in through
 ``POST /api/auth/login`` (or ``/api/session/create``) and again whenever an
@@ -47,8 +47,8 @@ from schemathesis.specs.openapi.checks import (
 
 from sessionflow.api.app import create_app
 from sessionflow.api.auth.authenticate import Purpose
-from sessionflow.api.auth.errors import AuthError
 from sessionflow.api.context import AppContext
+from sessionflow.api.errors import AuthError
 from sessionflow.api.passwords import hash_password
 from sessionflow.api.settings import Settings
 from sessionflow.persistence import migrate
@@ -74,7 +74,7 @@ FUZZ = hypothesis.settings(
 )
 
 # Operations whose document does not yet list every status or media type they answer with (strict: fixing the
-# document makes these XPASS and fail, so the entry goes). See DESIGN 6: errors are application/problem+json.
+# document makes these XPASS and fail, so the entry goes). See docs/http-api.md: errors are application/problem+json.
 UNDOCUMENTED: dict[str, str] = {}
 
 
@@ -120,7 +120,7 @@ class Identity:
             return FORGED if self.name == "forged" else None
         if self.token is not None:
             try:
-                ctx.auth.token(self.token, Purpose.HTTP)
+                ctx.auth.token(self.token, Purpose.USE)
             except AuthError:  # logged out, revoked or superseded by an earlier case
                 self.token = None
         if self.token is None:
@@ -166,7 +166,7 @@ class Callers:
 
 
 def problem_details(ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case) -> None:
-    """Every error is an RFC 9457 problem with a stable type and code, whatever the document says (DESIGN 6)."""
+    """Every error is an RFC 9457 problem with a stable type and code, whatever the document says (docs/http-api.md)."""
     if response.status_code < 400:
         return
     content_type = (response.headers.get("content-type") or [""])[0]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from sessionflow.lifecycle import SESSION, Actor
 from sessionflow.persistence import queries
 from tests.integration.api.conftest import Api, assert_problem, bearer
 
@@ -140,12 +141,31 @@ def test_a_stale_if_match_is_412_with_the_current_version_and_a_current_one_appl
     assert current.headers["etag"] == '"3"'
 
 
-@pytest.mark.parametrize("value", ["three", '"-1"', '"1" "2"', "*"], ids=["word", "negative", "list", "star"])
-def test_an_unreadable_if_match_is_400(api: Api, alice: dict[str, Any], value: str) -> None:
+@pytest.mark.parametrize(
+    "value", ["three", '"-1"', '"1" "2"', '"1", "2"', "2", ""], ids=["word", "negative", "two", "list", "bare", "empty"]
+)
+def test_an_unreadable_if_match_is_400_and_changes_nothing(api: Api, alice: dict[str, Any], value: str) -> None:
+    """Only one quoted version (the ETag as sent), a weak tag or * is an If-Match value here."""
     response = api.client.post(
         url(alice, "/events/logout"), headers={**bearer(alice["access_token"]), "If-Match": value}
     )
     assert_problem(response, 400, "invalid_if_match")
+    assert api.client.get(url(alice), headers=bearer(alice["access_token"])).json()["state"] == "session_active"
+
+
+def test_a_weak_if_match_never_matches_so_it_is_412(api: Api, alice: dict[str, Any]) -> None:
+    """RFC 9110 compares If-Match strongly: W/"2" does not match version 2."""
+    response = api.client.post(
+        url(alice, "/events/logout"), headers={**bearer(alice["access_token"]), "If-Match": 'W/"2"'}
+    )
+    assert_problem(response, 412, "version_mismatch")
+    assert api.client.get(url(alice), headers=bearer(alice["access_token"])).json()["state"] == "session_active"
+
+
+def test_if_match_star_asks_for_any_current_version(api: Api, alice: dict[str, Any]) -> None:
+    response = api.client.post(url(alice, "/events/logout"), headers={**bearer(alice["access_token"]), "If-Match": "*"})
+    assert response.status_code == 200, response.text
+    assert response.json()["to_state"] == "closed"
 
 
 def test_a_repeated_idempotency_key_returns_the_first_outcome_and_changes_nothing(
@@ -189,15 +209,25 @@ def test_an_unusable_idempotency_key_is_4xx(api: Api, alice: dict[str, Any], key
     assert api.client.get(url(alice), headers=bearer(alice["access_token"])).json()["state"] == "session_active"
 
 
-@pytest.mark.parametrize(
-    "event", ["authenticate", "activate", "connect", "disconnect", "drop", "grace_elapsed", "expire", "end"]
-)
-def test_server_and_timer_events_are_403_with_the_reason(api: Api, alice: dict[str, Any], event: str) -> None:
+SERVER_AND_TIMER_EVENTS = [name for name, spec in SESSION.events.items() if Actor.CLIENT not in spec.fired_by]
+
+
+@pytest.mark.parametrize("event", SERVER_AND_TIMER_EVENTS)
+def test_server_and_timer_events_are_refused_to_the_holder_and_change_nothing(
+    api: Api, alice: dict[str, Any], event: str
+) -> None:
+    """The machine answers: 403 where the state has the transition but not for a client, 409 where it has none.
+
+    Either way the problem names the state and the events the holder may fire, and nothing moves.
+    """
     response = api.client.post(url(alice, f"/events/{event}"), headers=bearer(alice["access_token"]))
-    body = assert_problem(response, 403, "event_not_permitted")
+    if any(event == row.event and "session_active" in row.sources for row in SESSION.transitions):
+        body = assert_problem(response, 403, "event_not_permitted")
+        assert "client may not fire it" in body["detail"]
+    else:
+        body = assert_problem(response, 409, "transition_not_allowed")
     assert (body["state"], body["event"], body["allowed_events"]) == ("session_active", event, ["refresh", "logout"])
-    assert "not by a client" in body["detail"]
-    assert ("server" in body["detail"]) or ("timer" in body["detail"])
+    assert api.client.get(url(alice), headers=bearer(alice["access_token"])).json()["version"] == 2
 
 
 def test_an_admin_may_not_fire_the_holders_events(api: Api, alice: dict[str, Any]) -> None:
@@ -241,12 +271,15 @@ def test_a_refused_transition_is_409_with_state_event_and_allowed_events(api: Ap
     assert (body["state"], body["event"], body["allowed_events"]) == ("closed", "revoke", [])
 
 
-def test_refresh_is_not_an_event_to_post_here(api: Api, alice: dict[str, Any]) -> None:
-    assert_problem(
-        api.client.post(url(alice, "/events/refresh"), headers=bearer(alice["access_token"])),
-        422,
-        "use_refresh_endpoint",
+def test_refresh_here_fails_its_guard_because_only_the_refresh_route_presents_the_token(
+    api: Api, alice: dict[str, Any]
+) -> None:
+    body = assert_problem(
+        api.client.post(url(alice, "/events/refresh"), headers=bearer(alice["access_token"])), 409, "guard_failed"
     )
+    assert body["guards"] == ["refresh_token_current"]
+    assert "the refresh token presented is the current one" in body["detail"]
+    assert api.client.get(url(alice), headers=bearer(alice["access_token"])).json()["version"] == 2
 
 
 # -- POST /api/session/{id}/ws-ticket ----------------------------------------------------

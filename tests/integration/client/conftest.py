@@ -45,7 +45,7 @@ def free_port() -> int:
 
 @dataclass
 class Server:
-    """``python -m api.cli serve`` on a SQLite file; restartable on the same port and database."""
+    """``python -m sessionflow.api.cli serve`` on a SQLite file; restartable on the same port and database."""
 
     directory: Path
     settings: dict[str, str]
@@ -62,7 +62,6 @@ class Server:
 
     def env(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("SESSIONFLOW_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         env["SESSIONFLOW_DATABASE_URL"] = f"sqlite:///{self.directory / 'served.db'}"
         env.update(self.settings)
         return env

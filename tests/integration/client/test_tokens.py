@@ -34,7 +34,7 @@ def test_token_expiring_is_answered_with_a_refresh_and_reauth(server: Server, au
 
     async def scenario() -> None:
         trace = Trace()
-        async with Client(server.url, auth=auth, trace=trace) as client:  # type: ignore[arg-type]
+        async with Client(server.url, auth=auth, trace=trace) as client:
             await client.login("alice", PASSWORD)
             await client.connect(timeout=10)
             await until(moved(client, "reauthenticated"), "reauthenticated", timeout=15)

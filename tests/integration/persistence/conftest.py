@@ -38,7 +38,7 @@ def history_of(db: Database, instance_id: uuid.UUID) -> list[tuple[int, str, str
             .where(h.instance_id == instance_id)
             .order_by(h.seq)
         )
-        return [tuple(row) for row in rows]  # type: ignore[misc]
+        return [tuple(row) for row in rows]
 
 
 def table_counts(db: Database) -> dict[str, int]:

@@ -50,7 +50,7 @@ def test_key_reused_for_another_event_is_refused(
 ) -> None:
     """A key first used for refresh cannot be spent on logout; nothing is written."""
     service.fire("session", active_session, "refresh", actor=Actor.CLIENT, facts=REFRESH, idempotency_key="k-2")
-    check = unchanged(active_session)  # type: ignore[operator]
+    check = unchanged(active_session)
     with pytest.raises(IdempotencyKeyReused) as reused:
         service.fire("session", active_session, "logout", actor=Actor.CLIENT, idempotency_key="k-2")
     assert (reused.value.first_event, reused.value.event) == ("refresh", "logout")
@@ -69,7 +69,7 @@ def test_keys_are_scoped_to_their_session(service: TransitionService, active_ses
 def test_concurrent_repeats_apply_once(db_url: str, clock: object) -> None:
     """Ten threads sending one key at once: one applies, the other nine get its outcome."""
     database = Database.from_url(db_url, pool_size=10)
-    service = TransitionService(database, clock=clock)  # type: ignore[arg-type]
+    service = TransitionService(database, clock=clock)
     try:
         session_id = log_in(service)
         barrier = threading.Barrier(10)
@@ -92,8 +92,8 @@ def test_concurrent_repeats_apply_once(db_url: str, clock: object) -> None:
         for thread in threads:
             thread.join()
         assert all(not isinstance(r, Exception) for r in results), results
-        assert sum(not r.repeated for r in results) == 1  # type: ignore[attr-defined]
-        assert {r.version for r in results} == {3}  # type: ignore[attr-defined]
+        assert sum(not r.repeated for r in results) == 1
+        assert {r.version for r in results} == {3}
         assert len(history_of(database, session_id)) == 3
     finally:
         database.dispose()

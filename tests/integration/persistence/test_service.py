@@ -42,7 +42,7 @@ def test_refused_event_names_instance_state_event_and_allowed_events(
     service: TransitionService, active_session: uuid.UUID, unchanged: object
 ) -> None:
     """An event the machine refuses raises with the session id, its state and what it would accept."""
-    check = unchanged(active_session)  # type: ignore[operator]
+    check = unchanged(active_session)
     with pytest.raises(TransitionNotAllowed) as refused:
         service.fire("session", active_session, "disconnect", actor=Actor.SERVER)
     assert refused.value.instance_id == active_session
@@ -54,7 +54,7 @@ def test_refused_event_names_instance_state_event_and_allowed_events(
 
 def test_guard_failure_writes_nothing(service: TransitionService, active_session: uuid.UUID, unchanged: object) -> None:
     """A refresh without a current refresh token is refused by its guard and leaves the store as it was."""
-    check = unchanged(active_session)  # type: ignore[operator]
+    check = unchanged(active_session)
     with pytest.raises(GuardFailed) as refused:
         service.fire("session", active_session, "refresh", actor=Actor.CLIENT, facts={"refresh_token_current": False})
     assert refused.value.guards == ("refresh_token_current",)
@@ -65,7 +65,7 @@ def test_actor_may_only_fire_its_own_events(
     service: TransitionService, active_session: uuid.UUID, unchanged: object
 ) -> None:
     """A client cannot fire a timer's event, and nothing is written when it tries."""
-    check = unchanged(active_session)  # type: ignore[operator]
+    check = unchanged(active_session)
     with pytest.raises(ActorNotPermitted):
         service.fire("session", active_session, "expire", actor=Actor.CLIENT)
     check()
@@ -75,7 +75,7 @@ def test_stale_expected_version_is_a_conflict(
     service: TransitionService, active_session: uuid.UUID, unchanged: object
 ) -> None:
     """An If-Match version that is no longer current is refused as stale with both versions named."""
-    check = unchanged(active_session)  # type: ignore[operator]
+    check = unchanged(active_session)
     with pytest.raises(VersionConflict) as conflict:
         service.fire("session", active_session, "logout", actor=Actor.CLIENT, expected_version=1)
     assert (conflict.value.expected, conflict.value.actual, conflict.value.stale) == (1, 2, True)

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sessionflow.persistence.database import Database
 from sessionflow.persistence.errors import StoreUnavailable
 from sessionflow.persistence.models import RateLimit, table
+from sessionflow.persistence.ratelimits import count_attempt
 from sessionflow.persistence.service import TransitionService
-from sessionflow.persistence.tokens import count_attempt
 
 _limits = table(RateLimit)
 MINUTE = timedelta(minutes=1)

@@ -1,4 +1,4 @@
-"""Real servers for the WebSocket tests: ``python -m api.cli serve`` on a free loopback port.
+"""Real servers for the WebSocket tests: ``python -m sessionflow.api.cli serve`` on a free loopback port.
 
 :func:`make_server` (module scope) starts a server with its own environment
 (a SQLite file in a temporary directory unless given a database URL, a shared
@@ -191,7 +191,6 @@ class Server:
         self.log_path = directory / f"{name}.log"
         self._password_hash = password_hash
         self._env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONFLOW_")}
-        self._env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         self._env.update({f"SESSIONFLOW_{k}": v for k, v in {**BASE_ENV, **env}.items()})
         self._env["SESSIONFLOW_DATABASE_URL"] = self.database_url
         self.process: subprocess.Popen[bytes] | None = None
@@ -397,7 +396,7 @@ class Server:
         return ws_connect(
             url,
             additional_headers=headers,
-            origin=origin,  # type: ignore[arg-type]
+            origin=origin,
             proxy=None,
             ping_interval=None,  # the protocol's own heartbeat is under test, not websockets' pings
             open_timeout=5,

@@ -2,7 +2,7 @@
 
 The HTTP test expects 401 with each case's problem ``code``; the same
 credential on ``/api/ws`` must complete the handshake and then close with the
-code DESIGN 7 assigns: 4401 for every bad credential, 4419 for an expired
+code docs/protocol.md assigns: 4401 for every bad credential, 4419 for an expired
 token or session (refreshable), 4403 revoked, 4410 closed, 4409 not
 connectable. Never an HTTP rejection of the handshake, which browsers cannot
 read (``websockets`` would raise ``InvalidStatus``).
@@ -20,7 +20,7 @@ from websockets.exceptions import InvalidStatus
 from sessionflow.api.app import build_context
 from sessionflow.api.context import AppContext
 from sessionflow.api.settings import Settings
-from sessionflow.persistence import queries
+from sessionflow.persistence import users
 from tests.bad_tokens import BAD_TOKENS, BadToken, TokenContext, write_rsa_keys
 from tests.integration.ws.conftest import SECRET, Server, Servers, expect_close
 
@@ -50,7 +50,7 @@ class Target:
     other_user_id: uuid.UUID
 
     def token_context(self) -> TokenContext:
-        record = queries.user_by_id(self.ctx.db, self.user_id)
+        record = users.by_id(self.ctx.db, self.user_id)
         assert record is not None
         return TokenContext(self.ctx, self.user_id, self.other_user_id, self.ctx.flows.login_user(record))
 
@@ -91,13 +91,13 @@ def test_bad_token_on_the_handshake_closes_with_its_code(targets: dict[str, Targ
     token = case.make(tc)
     header = case.authorization(token)
     expected = expected_close_code(case.code)
-    assert case.close_code == expected, "tests/bad_tokens.py and DESIGN 7 disagree"
+    assert case.close_code == expected, "tests/bad_tokens.py and docs/protocol.md disagree"
 
     try:
         with target.server.connect(headers=None if header is None else {"Authorization": header}) as ws:
             closed = expect_close(ws, expected)
     except InvalidStatus as exc:
-        pytest.fail(f"the handshake was rejected with HTTP {exc.response.status_code}; DESIGN 7 wants a close code")
+        pytest.fail(f"the handshake was refused with HTTP {exc.response.status_code}; a close code is the contract")
     assert closed.messages == []  # no welcome
     assert closed.reason
     if token:

@@ -1,4 +1,4 @@
-"""Every close code of DESIGN 7 a server can send, provoked over a real socket and asserted exactly.
+"""Every close code of docs/protocol.md a server can send, provoked over a real socket and asserted exactly.
 
 1000 is not among them: api/ws.py never closes with 1000 itself. 1000 is the
 client's normal close (say, after logging out itself), recorded as a clean
@@ -21,6 +21,8 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from sessionflow.lifecycle import Actor
+from sessionflow.persistence import TransitionService
 from tests.integration.ws.conftest import (
     ORIGIN,
     Server,
@@ -68,7 +70,7 @@ def test_1001_when_the_server_shuts_down(servers: dict[str, Server]) -> None:
     login = server.login()
     with server.connect(login) as ws:
         connection_id = recv_type(ws, "welcome")["connection_id"]
-        server.process.terminate()  # type: ignore[union-attr]
+        server.process.terminate()
         expect_close(ws, 1001, reason="server going away")
     assert server.stop() in (0, -15)
     assert "Application shutdown complete" in server.output()
@@ -201,13 +203,27 @@ def test_4403_when_an_admin_revokes_the_session_while_connected(server: Server) 
         connection_id = recv_type(ws, "welcome")["connection_id"]
         revoked = server.revoke(login.session_id)
         assert revoked.status_code == 200, revoked.text
-        closed = expect_close(ws, 4403, reason="session revoked")
+        closed = expect_close(ws, 4403, reason="the session was revoked; log in again")
     assert [(m["type"], m["event"], m["to_state"], m["actor"]) for m in closed.messages] == [
         ("transition", "revoke", "revoked", "admin")
     ]
     row = server.wait_connection(connection_id, "closed")
     assert row["close_code"] == 4403
     assert server.state(login.session_id) == "revoked"
+
+
+def test_a_revocation_made_outside_the_server_reaches_its_socket_within_the_resync_interval(
+    server: Server,
+) -> None:
+    """``sessionflow users disable`` or a sweeper in another process writes the store directly; nobody notifies
+    this server, yet its socket closes within ``SESSIONFLOW_WS_RESYNC_INTERVAL`` (5 s by default)."""
+    login = server.login()
+    assert server.db is not None
+    with server.connect(login) as ws:
+        recv_type(ws, "welcome")
+        TransitionService(server.db).fire("session", login.session_id, "revoke", actor=Actor.ADMIN)
+        closed = expect_close(ws, 4403, timeout=8, reason="the session was revoked; log in again")
+    assert [(m["type"], m["event"]) for m in closed.messages] == [("transition", "revoke")]
 
 
 def test_4403_when_refresh_token_reuse_revokes_the_session(server: Server) -> None:
@@ -220,7 +236,7 @@ def test_4403_when_refresh_token_reuse_revokes_the_session(server: Server) -> No
         reused = server.http.post("/api/auth/refresh", json={"refresh_token": stolen})
         assert reused.status_code == 401
         assert reused.json()["code"] == "refresh_token_reused"
-        closed = expect_close(ws, 4403, reason="session revoked")
+        closed = expect_close(ws, 4403, reason="the session was revoked; log in again")
     assert [m["event"] for m in closed.messages] == ["revoke"]
 
 
@@ -251,7 +267,7 @@ def test_4410_on_logout_while_connected(server: Server) -> None:
         response = server.logout(login)
         assert response.status_code == 200, response.text
         for ws in (first, second):  # every live connection of the session
-            closed = expect_close(ws, 4410, reason="session closed")
+            closed = expect_close(ws, 4410, reason="the session is closed; log in again")
             assert [(m["event"], m["to_state"]) for m in closed.messages] == [("logout", "closed")]
     for connection_id in (one, two):
         assert server.wait_connection(connection_id, "closed")["close_code"] == 4410
@@ -335,7 +351,7 @@ def test_4419_when_the_session_expires_from_inactivity_while_connected(servers: 
     login = server.login()
     with server.connect(login) as ws:
         connection_id = recv_type(ws, "welcome")["connection_id"]
-        closed = expect_close(ws, 4419, timeout=5, reason="session expired; refresh")
+        closed = expect_close(ws, 4419, timeout=5, reason="the session expired from inactivity; refresh it")
     assert [(m["event"], m["to_state"], m["actor"]) for m in closed.messages] == [
         ("expire", "session_expired", "timer")
     ]
@@ -435,5 +451,5 @@ def test_no_handshake_is_ever_rejected_with_an_http_status(server: Server) -> No
     try:
         with server.connect(origin="https://evil.example") as ws:
             expect_close(ws, 1008)
-    except InvalidStatus as exc:  # pragma: no cover - the failure this guards against
+    except InvalidStatus as exc:  # the failure this guards against
         pytest.fail(f"handshake rejected with HTTP {exc.response.status_code}")

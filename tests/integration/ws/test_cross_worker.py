@@ -1,7 +1,7 @@
 """Two server processes on one PostgreSQL database: what happens on B reaches a connection held by A.
 
 Fan-out on PostgreSQL is ``pg_notify`` in the transition's transaction and a
-``LISTEN`` per worker (api/fanout.py). DESIGN 7: revocation, logout and
+``LISTEN`` per worker (api/fanout.py). docs/protocol.md: revocation, logout and
 expiry reach every live connection of the session, on every worker,
 promptly: here, within one second.
 """
@@ -48,7 +48,7 @@ def test_logout_on_b_closes_a_connection_held_by_a_with_4410_within_a_second(wor
         started = time.monotonic()
         response = b.logout(login)
         assert response.status_code == 200, response.text
-        closed = expect_close(ws, 4410, timeout=5, reason="session closed")
+        closed = expect_close(ws, 4410, timeout=5, reason="the session is closed; log in again")
     elapsed = closed.at - started
     assert elapsed < PROMPTLY, f"closed {elapsed:.3f} s after the logout"
     assert [(m["event"], m["to_state"]) for m in closed.messages] == [("logout", "closed")]
@@ -72,7 +72,7 @@ def test_admin_revoke_on_b_closes_a_connection_held_by_a_with_4403_within_a_seco
             json={"reason": "cross-worker test"},
         )
         assert response.status_code == 200, response.text
-        closed = expect_close(ws, 4403, timeout=5, reason="session revoked")
+        closed = expect_close(ws, 4403, timeout=5, reason="the session was revoked; log in again")
     elapsed = closed.at - started
     assert elapsed < PROMPTLY, f"closed {elapsed:.3f} s after the revoke"
     assert [(m["event"], m["to_state"], m["actor"]) for m in closed.messages] == [("revoke", "revoked", "admin")]

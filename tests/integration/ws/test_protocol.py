@@ -1,4 +1,4 @@
-"""The WebSocket protocol over real sockets: the happy path, two tabs, reauthentication (DESIGN 2, 3 and 7)."""
+"""The WebSocket protocol over real sockets: the happy path, two tabs, reauthentication (docs/protocol.md)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from sessionflow.api.auth.errors import InvalidCredentials
 from sessionflow.api.auth.oidc import (
     LEEWAY,
     IdentityProviderUnavailable,
@@ -21,7 +20,8 @@ from sessionflow.api.auth.oidc import (
     pinned_algorithms,
     username_candidates,
 )
-from sessionflow.api.settings import Settings, SettingsError
+from sessionflow.api.errors import InvalidCredentials, SettingsError
+from sessionflow.api.settings import Settings
 from sessionflow.lifecycle import ManualClock
 from sessionflow.persistence.database import Database
 from sessionflow.persistence.users import MAX_USERNAME, validate_username

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from sessionflow.api.settings import Settings, SettingsError, parse_duration
+from sessionflow.api.errors import SettingsError
+from sessionflow.api.settings import Settings, parse_duration
 
 
 def test_defaults_use_a_sqlite_file_in_the_working_directory() -> None:

@@ -1,4 +1,4 @@
-"""Errors to WebSocket close codes (DESIGN 7): :func:`sessionflow.api.ws.close_code_for`, without a socket.
+"""Errors to WebSocket close codes (docs/protocol.md): :func:`sessionflow.api.problems.close_code_for`, no socket.
 
 The integration tests in tests/integration/ws provoke every code a server can
 send over a real socket, except 4500: an unexpected error in the handler has
@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
-from sessionflow.api.auth.errors import AuthError, Forbidden, InvalidCredentials, NotConnectable, RateLimited
-from sessionflow.api.ws import close_code_for
-from sessionflow.lifecycle import EventRefused
+from sessionflow.api.errors import AuthError, Forbidden, InvalidCredentials, NotConnectable, RateLimited
+from sessionflow.api.problems import close_code_for, close_code_for_state
+from sessionflow.lifecycle import SESSION, Access, EventRefused, access
 from sessionflow.lifecycle.protocol import BY_CODE
 from sessionflow.persistence.errors import InstanceNotFound, PersistenceError, StoreUnavailable
 from tests.bad_tokens import EXPECTED_CLOSE_CODE
@@ -88,19 +88,23 @@ def test_anything_else_is_4500_server_error(error: Exception) -> None:
     assert close_code_for(error) == (4500, "server error")
 
 
-@pytest.mark.parametrize(
-    ("state", "close_code", "reason"),
-    [
-        ("closed", 4410, "session closed"),
-        ("revoked", 4403, "session revoked"),
-        ("session_expired", 4419, "session expired; refresh"),
-        ("anonymous", 4409, "session is anonymous"),
-        ("authenticated", 4409, "session is authenticated"),
-    ],
-)
-def test_a_refused_connect_maps_the_session_state(state: str, close_code: int, reason: str) -> None:
-    refused = EventRefused("session", state, "connect", (), reason="not connectable")
-    assert close_code_for(refused) == (close_code, reason)
+# What the holder of a session in a state is told when its connection closes (docs/protocol.md).
+CLOSE_CODE_FOR_ACCESS = {Access.LOGIN_PENDING: 4409, Access.REFRESHABLE: 4419, Access.ENDED: 4410, Access.REVOKED: 4403}
+
+
+@pytest.mark.parametrize("state", SESSION.states)
+def test_a_session_reaching_a_state_closes_its_sockets_with_the_code_of_its_declared_access(state: str) -> None:
+    """Usable states keep connections; every other state closes them with its access's code, and a
+    refused connect in that state gets the same code."""
+    closing = close_code_for_state(state)
+    refused = close_code_for(EventRefused("session", state, "connect", (), reason="not connectable"))
+    if access(state) is Access.USABLE:
+        assert closing is None
+        assert refused == (4409, f"session is {state}")
+    else:
+        assert closing is not None
+        assert closing[0] == CLOSE_CODE_FOR_ACCESS[access(state)]
+        assert refused == closing
 
 
 def test_every_mapped_code_is_in_the_design_table() -> None:

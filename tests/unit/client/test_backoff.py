@@ -113,4 +113,4 @@ def test_each_delay_is_due_from_the_clock_reading_when_it_was_decided() -> None:
 @pytest.mark.parametrize("arguments", [{"base": 0}, {"base": -1}, {"base": 2, "cap": 1}, {"stable_after": -1}], ids=str)
 def test_nonsense_parameters_are_refused(arguments: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="backoff needs"):
-        Backoff(**arguments)  # type: ignore[arg-type]
+        Backoff(**arguments)

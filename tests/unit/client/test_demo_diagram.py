@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sessionflow.api.demo import HEADER, Recorder, _diagram
+from sessionflow.api.errors import CommandFailed
 from sessionflow.client import ClientTransition, Delay, SessionTransition, Wire
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -21,11 +22,11 @@ def http(exchange: int, kind: str, text: str) -> Wire:
 
 
 def ws(direction: str, kind: str, text: str, **fields: object) -> Wire:
-    return Wire("ws", direction, kind, text, 0, fields)  # type: ignore[arg-type]
+    return Wire("ws", direction, kind, text, 0, fields)
 
 
 def moved(event: str, source: str, dest: str, **extra: object) -> ClientTransition:
-    return ClientTransition(event, source, dest, "server", NOW, **extra)  # type: ignore[arg-type]
+    return ClientTransition(event, source, dest, "server", NOW, **extra)
 
 
 def refresh_message() -> Wire:
@@ -116,13 +117,13 @@ def test_check_mode_compares_and_write_mode_writes(tmp_path: Path) -> None:
     assert "+    A->>B: x" in out.getvalue()
 
 
-def test_waiting_for_a_step_gives_up_with_a_demo_error() -> None:
+def test_waiting_for_a_step_gives_up_with_one_clear_error() -> None:
     """A step that never completes ends the demo with a message, not a hang."""
     from sessionflow.api import demo
 
     async def scenario() -> None:
         recorder = Recorder(io.StringIO())
-        with pytest.raises(demo.DemoError, match="gave up after"):
+        with pytest.raises(CommandFailed, match="gave up after"):
             await recorder.until("nothing", lambda seen: False)
 
     original = demo.STEP_TIMEOUT

@@ -2,7 +2,7 @@
 
 The original platform's session routes answered 404 behind its proxy: a route
 the proxy did not forward. Here every route of a freshly built app, plus the
-contract's WebSocket path (DESIGN 7), must match a router rule whose service
+contract's WebSocket path (docs/protocol.md), must match a router rule whose service
 exists and whose middlewares leave the ``/api`` path alone.
 """
 
@@ -23,7 +23,7 @@ from sessionflow.api.app import create_app
 from sessionflow.api.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "traefik"
-WEBSOCKET_PATH = "/api/ws"  # DESIGN 7; covered whether or not the handler exists yet
+WEBSOCKET_PATH = "/api/ws"  # docs/protocol.md; covered whether or not the handler exists yet
 # Middlewares that rewrite the path: the app expects the /api it is addressed with.
 PATH_REWRITING = {"stripPrefix", "stripPrefixRegex", "replacePath", "replacePathRegex", "addPrefix"}
 
@@ -111,7 +111,7 @@ def test_rule_matcher_reads_path_and_prefix_rules() -> None:
 
 
 def test_app_serves_everything_under_one_prefix(route_paths: list[str]) -> None:
-    """One prefix is what makes one proxy rule enough (DESIGN 6)."""
+    """One prefix is what makes one proxy rule enough (docs/http-api.md)."""
     assert route_paths
     outside = [path for path in route_paths if path != "/api" and not path.startswith("/api/")]
     assert outside == []

@@ -39,7 +39,7 @@ SOUND = Definition(
 
 
 def _variant(**changes: object) -> Definition:
-    return dataclasses.replace(SOUND, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(SOUND, **changes)
 
 
 def _with_event(name: str, *actors: Actor) -> dict[str, EventSpec]:

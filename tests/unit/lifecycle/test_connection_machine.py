@@ -1,4 +1,4 @@
-"""The connection machine against DESIGN.md section 3, written out here independently of the definition.
+"""The connection machine against docs/machines.md, written out here independently of the definition.
 
 ``connecting -> open -> closed``, with ``rejected`` and ``dropped``; all three
 ends are terminal. The server drives every event; timers can also reject a

@@ -1,4 +1,4 @@
-"""The session machine against DESIGN.md section 2, written out here independently of the definition.
+"""The session machine against docs/machines.md, written out here independently of the definition.
 
 Every (state, event) pair is stepped: allowed pairs land where the design table
 says, refused ones raise the right error carrying state, event and the events
@@ -28,7 +28,7 @@ from sessionflow.lifecycle import (
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
-# DESIGN.md 2, one entry per (state, event) the machine accepts. Nothing here is read from SESSION.
+# docs/machines.md, one entry per (state, event) the machine accepts. Nothing here is read from SESSION.
 NON_TERMINAL = (
     "anonymous",
     "authenticated",
@@ -102,7 +102,7 @@ PAIRS = list(itertools.product(STATES, EVENTS))
 
 
 def test_states_and_events_are_the_designed_names() -> None:
-    """The machine declares exactly the states and events of DESIGN.md 2, with anonymous first and two terminals."""
+    """The machine declares exactly the states and events of docs/machines.md: anonymous first, two terminals."""
     assert tuple(SESSION.states) == STATES
     assert set(SESSION.events) == set(EVENTS)
     assert {str(state) for state in SessionState} == set(STATES)
@@ -186,7 +186,7 @@ def test_guard_failure_names_only_the_unsatisfied_guards() -> None:
 def test_a_truthy_fact_that_is_not_true_does_not_satisfy_a_guard() -> None:
     """Guards want the literal True: a caller passing 1 or "yes" by mistake is refused, not let through."""
     for value in (1, "yes"):
-        ctx = StepContext(actor=Actor.SERVER, now=NOW, facts={"credentials_verified": value})  # type: ignore[dict-item]
+        ctx = StepContext(actor=Actor.SERVER, now=NOW, facts={"credentials_verified": value})
         with pytest.raises(GuardFailed):
             SESSION_ENGINE.step("anonymous", "authenticate", ctx)
 
@@ -240,7 +240,7 @@ def test_unknown_events_and_states_raise_their_own_errors() -> None:
     with pytest.raises(UnknownState):
         SESSION_ENGINE.allowed_events("limbo")
     with pytest.raises(UnknownEvent):
-        SESSION_ENGINE.step("anonymous", 42, context(Actor.SERVER))  # type: ignore[arg-type]
+        SESSION_ENGINE.step("anonymous", 42, context(Actor.SERVER))
 
 
 def test_the_happy_path_and_recovery_run_end_to_end() -> None:

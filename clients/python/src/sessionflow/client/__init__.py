@@ -10,8 +10,8 @@ async with Client("http://127.0.0.1:8000") as client:
 from __future__ import annotations
 
 from sessionflow.client.backoff import Backoff, Delay
+from sessionflow.client.errors import ClientError
 from sessionflow.client.records import (
-    ClientError,
     ClientTransition,
     SessionTransition,
     Stopped,

@@ -1,4 +1,4 @@
-"""Exponential backoff with full jitter (DESIGN 7): 0.5 s doubling to a 30 s cap, never a give-up count.
+"""Exponential backoff with full jitter (docs/protocol.md): 0.5 s doubling to a 30 s cap, never a give-up count.
 
 Pure: the random source and the clock are injected, nothing sleeps here. The
 client asks for a delay each time it has to wait and reports each successful

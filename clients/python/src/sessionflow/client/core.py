@@ -24,7 +24,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from sessionflow.client.backoff import Backoff, Delay
-from sessionflow.client.records import ClientError, ClientTransition, Stopped, Transition, Wire
+from sessionflow.client.errors import ClientError
+from sessionflow.client.records import ClientTransition, Stopped, Transition, Wire
 from sessionflow.client.refusals import close_action, close_name, json_field, problem
 from sessionflow.lifecycle import Actor, Clock, Engine, EventRefused, StepContext
 from sessionflow.lifecycle.client import ClientEvent, ClientState

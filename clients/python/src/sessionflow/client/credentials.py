@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from sessionflow.client.core import Core
+from sessionflow.client.errors import Refused
 from sessionflow.client.records import Stopped
 from sessionflow.client.refusals import problem
 from sessionflow.lifecycle import Actor
@@ -41,14 +42,6 @@ class Rotation(enum.Enum):
     ROTATED = "rotated"
     ALREADY = "already"  # another task rotated them meanwhile
     FAILED = "failed"  # for now: the server is busy or failing
-
-
-class Refused(Exception):
-    """An HTTP refusal no retry fixes."""
-
-    def __init__(self, stopped: Stopped) -> None:
-        super().__init__(stopped.reason)
-        self.stopped = stopped
 
 
 class TokenKeeping(Core):

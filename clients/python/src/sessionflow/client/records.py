@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sessionflow.client.backoff import Delay
-from sessionflow.lifecycle import EventRefused
 from sessionflow.lifecycle.protocol import ClientAction
 
 
@@ -69,15 +68,6 @@ class Wire:
     text: str
     exchange: int = 0  # pairs an HTTP response or failure with its request
     fields: Mapping[str, Any] = field(default_factory=dict)
-
-
-class ClientError(Exception):
-    """An operation the machine refuses now, or that failed; ``stopped`` is set when the client stopped."""
-
-    def __init__(self, message: str, *, stopped: Stopped | None = None, refused: EventRefused | None = None) -> None:
-        super().__init__(message)
-        self.stopped = stopped
-        self.refused = refused
 
 
 class TransitionStream:

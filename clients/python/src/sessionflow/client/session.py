@@ -29,8 +29,8 @@ import httpx
 
 from sessionflow.client.backoff import Backoff
 from sessionflow.client.connection import ConnectionLoop, Sleep
-from sessionflow.client.credentials import Refused
-from sessionflow.client.records import ClientError, Stopped, Transition, TransitionStream, Wire
+from sessionflow.client.errors import ClientError, Refused
+from sessionflow.client.records import Stopped, Transition, TransitionStream, Wire
 from sessionflow.client.refusals import problem
 from sessionflow.lifecycle import Actor, Clock, SystemClock, engine
 from sessionflow.lifecycle.client import CLIENT, ClientEvent, ClientState

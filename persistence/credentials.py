@@ -1,10 +1,11 @@
-"""Credentials at rest: refresh tokens, WebSocket tickets, anonymous tokens, token generations, rate limits.
+"""Credentials at rest: refresh tokens, WebSocket tickets, anonymous tokens and token generations.
 
 Every opaque credential is 256 random bits, shown to its holder once and
 stored only as its SHA-256; a database leak yields nothing usable. All
 functions run inside a :class:`sessionflow.persistence.tx.Tx`, so issuing or
 rotating credentials commits or rolls back together with the event that
-caused it.
+caused it. A session that reaches a terminal state takes its credentials
+with it, whatever ended it (:func:`end_with_session`).
 """
 
 from __future__ import annotations
@@ -15,32 +16,23 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import String, and_, bindparam, case, func, insert, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, bindparam, insert, select, update
 
-from sessionflow.persistence.models import RateLimit, RefreshToken, Session, User, WsTicket, table
+from sessionflow.lifecycle import SESSION
+from sessionflow.persistence.models import RefreshToken, Session, WsTicket, table
+from sessionflow.persistence.records import Applied
 
 if TYPE_CHECKING:
     from sessionflow.persistence.tx import Tx
 
 REFRESH_PREFIX = "sfr_"
 TICKET_PREFIX = "sft_"
-ANONYMOUS_PREFIX = "sfa_"
-_LIVE_STATES = ("authenticated", "session_active", "ws_connected", "ws_disconnected", "session_expired")
-
-
-def _is_open(column: Any) -> Any:
-    # One bound literal per state: precompiled statements cannot expand an IN list at run time.
-    return column.in_([literal(state, String()) for state in _LIVE_STATES])
-
 
 _sessions = table(Session)
 _refresh = table(RefreshToken)
 _tickets = table(WsTicket)
-_limits = table(RateLimit)
-_users = table(User)
 
 
 def new_token(prefix: str) -> str:
@@ -155,20 +147,6 @@ def next_generation(tx: Tx, session_id: uuid.UUID) -> int:
     return int(row[0])
 
 
-def bind_user(tx: Tx, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
-    """Attach the session to its user and forget its anonymous token (it must not outlive the upgrade)."""
-    c = _sessions.c
-    prepared = tx.db.prepare(
-        "session_bind_user",
-        lambda: (
-            update(_sessions)
-            .where(c.id == bindparam("sid"))
-            .values(user_id=bindparam("uid"), anonymous_token_hash=None)
-        ),
-    )
-    tx.cursor.execute(prepared, {"sid": session_id, "uid": user_id})
-
-
 def anonymous_token_matches(tx: Tx, session_id: uuid.UUID, token: str) -> bool:
     c = _sessions.c
     prepared = tx.db.prepare(
@@ -178,17 +156,6 @@ def anonymous_token_matches(tx: Tx, session_id: uuid.UUID, token: str) -> bool:
     )
     row = tx.cursor.one(prepared, {"sid": session_id})
     return row is not None and row[0] is not None and secrets.compare_digest(row[0], token_hash(token))
-
-
-def live_sessions_of(tx: Tx, user_id: uuid.UUID) -> int:
-    """How many sessions of the user are neither anonymous nor ended (for the per-user cap)."""
-    c = _sessions.c
-    prepared = tx.db.prepare(
-        "live_sessions",
-        lambda: select(func.count()).where(and_(c.user_id == bindparam("uid"), _is_open(c.state))),
-    )
-    row = tx.cursor.one(prepared, {"uid": user_id})
-    return int(row[0]) if row else 0
 
 
 def issue_ticket(tx: Tx, session_id: uuid.UUID, ttl: timedelta, *, credential_expires_at: datetime) -> str:
@@ -246,89 +213,13 @@ def consume_ticket(tx: Tx, ticket: str) -> Redeemed:
     return Redeemed(TicketStatus.USED, found[0]) if found is not None else Redeemed(TicketStatus.UNKNOWN, None)
 
 
-def count_attempt(tx: Tx, key: str, window: timedelta) -> tuple[int, datetime]:
-    """Count one attempt against ``key`` in a fixed window; return the count so far and the window's start.
+def end_with_session(tx: Tx, applied: Applied) -> None:
+    """In-transaction hook: a session entering a terminal state takes every credential with it.
 
-    One upsert, so concurrent workers on PostgreSQL never lose a count.
+    Whatever ended it (logout, revocation, reuse detection, a timer), its
+    refresh tokens are spent and its token generation moves on, so no access
+    token, refresh token or ticket issued before works again.
     """
-    prepared = tx.db.prepare(
-        ("rate_limit", tx.db.dialect.name),
-        lambda: _upsert_attempt(tx.db.dialect.name),
-        (_limits.c.count.type, _limits.c.window_start.type),
-    )
-    row = tx.cursor.one(prepared, {"key": key, "now": tx.now, "cutoff": tx.now - window})
-    assert row is not None
-    return int(row[0]), row[1]
-
-
-def _upsert_attempt(dialect: str) -> Any:
-    c = _limits.c
-    now = bindparam("now", type_=c.window_start.type)  # typed: inside CASE the column type is not inferred
-    insert_ = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_limits)
-    stmt = insert_.values(key=bindparam("key"), window_start=now, count=1)
-    expired = c.window_start <= bindparam("cutoff", type_=c.window_start.type)
-    return stmt.on_conflict_do_update(
-        index_elements=[c.key],
-        set_={
-            "count": case((expired, 1), else_=c.count + 1),
-            "window_start": case((expired, now), else_=c.window_start),
-        },
-    ).returning(c.count, c.window_start)
-
-
-def clear_attempts(tx: Tx, key: str) -> None:
-    c = _limits.c
-    prepared = tx.db.prepare("rate_limit_clear", lambda: _limits.delete().where(c.key == bindparam("key")))
-    tx.cursor.execute(prepared, {"key": key})
-
-
-@dataclass(frozen=True, slots=True)
-class UserRecord:
-    id: uuid.UUID
-    username: str
-    password_hash: str | None
-    is_admin: bool
-    enabled: bool
-
-
-def user_by_id(tx: Tx, user_id: uuid.UUID) -> UserRecord | None:
-    return _user(tx, "user_by_id", _users.c.id, user_id)
-
-
-def _user(tx: Tx, key: str, column: Any, value: object) -> UserRecord | None:
-    c = _users.c
-    columns = (c.id, c.username, c.password_hash, c.is_admin, c.enabled)
-    prepared = tx.db.prepare(
-        key, lambda: select(*columns).where(column == bindparam("v")), [col.type for col in columns]
-    )
-    row = tx.cursor.one(prepared, {"v": value})
-    return UserRecord(*row) if row is not None else None
-
-
-def session_owner(tx: Tx, session_id: uuid.UUID) -> uuid.UUID | None:
-    c = _sessions.c
-    prepared = tx.db.prepare(
-        "session_owner", lambda: select(c.user_id).where(c.id == bindparam("sid")), (c.user_id.type,)
-    )
-    row = tx.cursor.one(prepared, {"sid": session_id})
-    return row[0] if row is not None else None
-
-
-def set_user_enabled(tx: Tx, user_id: uuid.UUID, enabled: bool) -> bool:
-    c = _users.c
-    prepared = tx.db.prepare(
-        "user_enable",
-        lambda: update(_users).where(c.id == bindparam("uid")).values(enabled=bindparam("enabled")).returning(c.id),
-    )
-    return tx.cursor.one(prepared, {"uid": user_id, "enabled": enabled}) is not None
-
-
-def open_sessions_of(tx: Tx, user_id: uuid.UUID) -> list[uuid.UUID]:
-    """Sessions of the user that have not ended (anonymous ones never have a user)."""
-    c = _sessions.c
-    prepared = tx.db.prepare(
-        "open_sessions",
-        lambda: select(c.id).where(and_(c.user_id == bindparam("uid"), _is_open(c.state))).order_by(c.id),
-        (c.id.type,),
-    )
-    return [row[0] for row in tx.cursor.all(prepared, {"uid": user_id})]
+    if applied.machine == SESSION.name and applied.to_state in SESSION.terminal:
+        retire_refresh_tokens(tx, applied.instance_id)
+        next_generation(tx, applied.instance_id)
