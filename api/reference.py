@@ -5,13 +5,16 @@ README.md and docs/*.md embed these blocks between ``BEGIN name`` and
 its states, events and timers (``states:<machine>``, ``events:<machine>``,
 ``timers:<machine>``), the WebSocket close codes (``close-codes``), the HTTP
 routes (``routes``) and the ``SESSIONFLOW_*`` settings (``settings``).
-``sessionflow diagrams`` rewrites them, with the files in ``diagrams/``;
-``--check`` (run in CI and by the tests) fails when any differs.
+``sessionflow diagrams`` rewrites them, with the files in ``diagrams/`` and the
+TypeScript client's copy of the client machine and close codes
+(:data:`TYPESCRIPT_DEFINITIONS`); ``--check`` (run in CI and by the tests)
+fails when any differs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import tempfile
 from collections.abc import Iterable
@@ -24,7 +27,8 @@ from litestar.routes import HTTPRoute, WebSocketRoute
 from sessionflow.api.diagrams import markers, mermaid_block, sync_blocks, write_files
 from sessionflow.api.errors import DiagramError
 from sessionflow.api.settings import PREFIX, Settings
-from sessionflow.lifecycle import MACHINES, Actor, Definition, protocol
+from sessionflow.lifecycle import CLIENT, MACHINES, SESSION, Actor, Definition, protocol
+from sessionflow.lifecycle import access as sessionflow_access
 
 
 def _row(*cells: object) -> str:
@@ -160,6 +164,69 @@ def blocks() -> dict[str, str]:
     return found
 
 
+TYPESCRIPT_DEFINITIONS = Path("clients/typescript/src/generated/lifecycle.ts")
+
+
+def typescript_definitions() -> str:
+    """The client machine, the session states' access and the close codes, as a TypeScript module.
+
+    The TypeScript client runs the same client machine as the Python one, from this data; the module is
+    committed and checked for drift like the diagrams, so the two clients cannot drift apart.
+    """
+    client = CLIENT
+    machine = {
+        "name": client.name,
+        "initial": str(client.initial),
+        "terminal": sorted(str(state) for state in client.terminal),
+        "states": [str(state) for state in client.states],
+        "events": {
+            str(name): {"firedBy": sorted(str(actor) for actor in spec.fired_by), "description": spec.description}
+            for name, spec in client.events.items()
+        },
+        "transitions": [
+            {
+                "event": str(row.event),
+                "sources": [str(source) for source in row.sources],
+                "dest": str(row.dest) if row.dest is not None else None,
+            }
+            for row in client.transitions
+        ],
+        "timers": [
+            {
+                "name": timer.name,
+                "event": str(timer.event),
+                "armedIn": sorted(str(state) for state in timer.armed_in),
+                "defaultSeconds": timer.default.total_seconds(),
+                "policy": str(timer.policy),
+            }
+            for timer in client.timers
+        ],
+    }
+    access = {str(state): str(sessionflow_access(state)) for state in SESSION.states}
+    close_codes = [
+        {"code": row.code, "name": row.name, "meaning": row.meaning, "action": str(row.action), "retry": row.retry}
+        for row in protocol.CLOSE_CODES
+    ]
+
+    def literal(value: object) -> str:
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+    states = " | ".join(json.dumps(str(state)) for state in client.states)
+    events = " | ".join(json.dumps(str(name)) for name in client.events)
+    return (
+        "// Generated from the lifecycle definitions by `sessionflow diagrams`. Do not edit.\n"
+        "// The client machine (lifecycle/client.py), what each session state allows (lifecycle/session.py)\n"
+        "// and the WebSocket close codes (lifecycle/protocol.py), as the server serves them.\n\n"
+        f"export type ClientState = {states};\n\n"
+        f"export type ClientEvent = {events};\n\n"
+        f"export const CLIENT_MACHINE = {literal(machine)} as const;\n\n"
+        "/** What the holder of a session may do in each session state (docs/machines.md). */\n"
+        f"export const SESSION_ACCESS = {literal(access)} as const;\n\n"
+        "/** The WebSocket close codes and what a client should do on each (docs/protocol.md). */\n"
+        f"export const CLOSE_CODES = {literal(close_codes)} as const;\n"
+    )
+
+
 def documents(root: Path) -> list[Path]:
     """The Markdown files that embed generated blocks."""
     return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
@@ -174,4 +241,11 @@ def generate(root: Path, *, check: bool) -> list[Path]:
             raise DiagramError(f"{path} has markers for blocks nobody generates: {', '.join(sorted(unknown))}")
     differed = write_files(root / "diagrams", MACHINES.values(), check=check)
     differed += [path for path in documents(root) if sync_blocks(path, generated, check=check)]
+    typescript = root / TYPESCRIPT_DEFINITIONS
+    content = typescript_definitions()
+    if not typescript.is_file() or typescript.read_text(encoding="utf-8") != content:
+        differed.append(typescript)
+        if not check:
+            typescript.parent.mkdir(parents=True, exist_ok=True)
+            typescript.write_text(content, encoding="utf-8", newline="\n")
     return differed

@@ -187,3 +187,16 @@ def test_a_marker_nobody_generates_is_an_error_not_a_silent_no_op(tmp_path: Path
     (tmp_path / "README.md").write_text("<!-- BEGIN diagram:sesion -->\n<!-- END diagram:sesion -->\n")
     with pytest.raises(DiagramError, match="diagram:sesion"):
         reference.generate(tmp_path, check=True)
+
+
+def test_the_typescript_clients_copy_of_the_machine_is_current() -> None:
+    """The TypeScript client runs the client machine and the close codes from this generated module."""
+    path = ROOT / reference.TYPESCRIPT_DEFINITIONS
+    assert path.read_text(encoding="utf-8") == reference.typescript_definitions(), (
+        f"{path} drifted; run `sessionflow diagrams`"
+    )
+    text = path.read_text(encoding="utf-8")
+    for row in protocol.CLOSE_CODES:
+        assert f'"code": {row.code},' in text
+    for state in SESSION.states:
+        assert f'"{state}":' in text
