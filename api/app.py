@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -27,6 +28,7 @@ from litestar.plugins.problem_details import ProblemDetailsPlugin
 
 from sessionflow.api import fanout, observability, problems
 from sessionflow.api.auth.authenticate import Authenticator
+from sessionflow.api.auth.browser import CSRF_HEADER
 from sessionflow.api.auth.flows import Flows
 from sessionflow.api.auth.keys import load_keys
 from sessionflow.api.auth.oidc import from_settings as oidc_from_settings
@@ -170,6 +172,24 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             description="Session and WebSocket lifecycles as persistent, enforced state machines.",
         ),
         request_max_body_size=64 * 1024,
+        cors_config=_cors(settings),
+    )
+
+
+def _cors(settings: Settings) -> CORSConfig | None:
+    """Cross-origin calls, credentials included, for the browser apps of ``SESSIONFLOW_ALLOWED_ORIGINS`` only.
+
+    Any other origin gets no CORS headers at all, so its scripts cannot read a response.
+    """
+    if not settings.allowed_origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(settings.allowed_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Request-ID", CSRF_HEADER],
+        expose_headers=["ETag", "Retry-After", "WWW-Authenticate", "X-Request-ID"],
+        allow_credentials=True,
+        max_age=600,
     )
 
 

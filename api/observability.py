@@ -100,6 +100,13 @@ TRANSITIONS = Counter(
 )
 
 
+REFRESHES = Counter(
+    "sessionflow_refreshes",
+    "Token refreshes by outcome: rotated, within_grace (a race or retry inside the reuse window), reuse_revoked",
+    ["outcome"],
+)
+
+
 def count_applied(applied: Sequence[Applied]) -> None:
     """After-commit hook: every event a transaction applied, timer events included."""
     for a in applied:

@@ -27,6 +27,8 @@ PREFIX = "SESSIONFLOW_"
 _IGNORED_PREFIXES = ("SESSIONFLOW_TEST_",)  # read by the test suite, not by the service
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+_MAY_BE_ZERO = {"refresh_reuse_window"}  # 0 turns the grace off
 
 log = logging.getLogger("sessionflow.settings")
 
@@ -83,8 +85,9 @@ class Settings:
     ws_max_connections_per_address: int = setting(200, "live WebSockets per client address and worker (4429)")
     allowed_origins: tuple[str, ...] = setting(
         (),
-        "comma-separated origins allowed to open WebSockets; a handshake without `Origin` (not a browser) is "
-        "allowed, any other closes 1008",
+        "comma-separated origins of the browser apps allowed to use this server: they may open WebSockets "
+        "(a handshake from any other `Origin` closes 1008; one without `Origin`, not a browser, is allowed), "
+        "call the API cross-origin with credentials (CORS) and refresh with the cookie",
     )
     jwt_algorithm: str = setting("HS256", "`HS256`, or `EdDSA` or `RS256` with the key files below")
     jwt_secret: str = setting(
@@ -101,6 +104,16 @@ class Settings:
     jwt_audience: str = setting("sessionflow", "`aud` of access tokens")
     access_token_ttl: timedelta = setting(timedelta(minutes=15), "access token lifetime")
     refresh_token_ttl: timedelta = setting(timedelta(days=7), "refresh token lifetime")
+    refresh_reuse_window: timedelta = setting(
+        timedelta(seconds=10),
+        "a refresh token presented again this soon after its rotation, while it is the current token's immediate "
+        "predecessor (tabs racing, a retry after a lost response), gets credentials instead of revoking the session",
+    )
+    refresh_cookie_secure: bool = setting(
+        True,
+        "mark the refresh cookie `Secure`; `false` drops the flag for plain-http development on a loopback host "
+        "only (browsers already accept `Secure` cookies from http://localhost)",
+    )
     ws_ticket_ttl: timedelta = setting(timedelta(seconds=30), "WebSocket ticket lifetime")
     max_sessions_per_user: int = setting(10, "sessions a user may hold at once; login beyond is refused (409)")
     login_limit_per_user: int = setting(5, "login attempts per username per window (429 beyond)")
@@ -168,7 +181,7 @@ class Settings:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, timedelta) and value <= timedelta(0):
+            if isinstance(value, timedelta) and (value < timedelta(0) or (not value and f.name not in _MAY_BE_ZERO)):
                 raise SettingsError(f"{PREFIX}{f.name.upper()} must be a positive duration")
 
     def database_shown(self) -> str:
@@ -203,8 +216,12 @@ def _parse(key: str, raw: str, kind: Any) -> Any:
             return int(raw)
         if kind == "timedelta":
             return parse_duration(raw)
+        if kind == "bool":
+            return _BOOLEANS[raw.strip().lower()]
         if kind.startswith("tuple"):
             return tuple(item.strip() for item in raw.split(",") if item.strip())
+    except KeyError:
+        raise SettingsError(f"{key}={raw!r}: expected true or false") from None
     except ValueError as exc:
         raise SettingsError(f"{key}={raw!r}: {exc}") from None
     return raw

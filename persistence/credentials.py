@@ -45,8 +45,11 @@ def token_hash(token: str) -> str:
 
 
 class RefreshStatus(enum.StrEnum):
-    CURRENT = "current"
-    REUSED = "reused"  # already rotated: whoever presents it holds a stolen copy, or is the victim
+    CURRENT = "current"  # rotated now: this caller gets the next generation
+    # Rotated moments ago and the current token's immediate predecessor: tabs racing, or a retry after a
+    # lost response. The caller gets credentials of the current generation; nothing is revoked.
+    GRACE = "grace"
+    REUSED = "reused"  # rotated before: whoever presents it holds a stolen copy, or is the victim
     EXPIRED = "expired"
     UNKNOWN = "unknown"
 
@@ -89,29 +92,44 @@ def issue_refresh(tx: Tx, session_id: uuid.UUID, generation: int, ttl: timedelta
 _REFRESH_COLUMNS = ("token_hash", "session_id", "generation", "issued_at", "expires_at", "rotated_at")
 
 
-def use_refresh(tx: Tx, token: str) -> RefreshLookup:
-    """Look the refresh token up and, if it is current, mark it rotated (single use)."""
+def use_refresh(tx: Tx, token: str, *, reuse_window: timedelta) -> RefreshLookup:
+    """Spend a refresh token: what it was, and for :attr:`RefreshStatus.CURRENT` retire it (single use).
+
+    A current token retires every unspent token of its session with it (the
+    siblings a grace answer may have issued), so the next generation starts
+    with one lineage. A spent token is :attr:`RefreshStatus.GRACE` when it was
+    rotated less than ``reuse_window`` ago and its generation is the one right
+    before the session's: the immediate predecessor, never an older one.
+    """
+    lookup = peek_refresh(tx, token, reuse_window=reuse_window)
+    if lookup.status is RefreshStatus.CURRENT and lookup.session_id is not None:
+        retire_refresh_tokens(tx, lookup.session_id)
+    return lookup
+
+
+def peek_refresh(tx: Tx, token: str, *, reuse_window: timedelta) -> RefreshLookup:
+    """What :func:`use_refresh` would find, spending nothing; the token's row stays locked (PostgreSQL)."""
     c = _refresh.c
     prepared = tx.db.prepare(
         "refresh_lookup",
         lambda: (
-            select(c.session_id, c.expires_at, c.rotated_at).where(c.token_hash == bindparam("h")).with_for_update()
+            select(c.session_id, c.expires_at, c.rotated_at, c.generation)
+            .where(c.token_hash == bindparam("h"))
+            .with_for_update()
         ),
-        (c.session_id.type, c.expires_at.type, c.rotated_at.type),
+        (c.session_id.type, c.expires_at.type, c.rotated_at.type, c.generation.type),
     )
     row = tx.cursor.one(prepared, {"h": token_hash(token)})
     if row is None:
         return RefreshLookup(RefreshStatus.UNKNOWN)
-    session_id, expires_at, rotated_at = row
+    session_id, expires_at, rotated_at, generation = row
     if rotated_at is not None:
+        recent = tx.now - rotated_at < reuse_window
+        if recent and generation == generation_of(tx, session_id) - 1:
+            return RefreshLookup(RefreshStatus.GRACE, session_id)
         return RefreshLookup(RefreshStatus.REUSED, session_id)
     if expires_at <= tx.now:
         return RefreshLookup(RefreshStatus.EXPIRED, session_id)
-    rotate = tx.db.prepare(
-        "refresh_rotate",
-        lambda: update(_refresh).where(c.token_hash == bindparam("h")).values(rotated_at=bindparam("now")),
-    )
-    tx.cursor.execute(rotate, {"h": token_hash(token), "now": tx.now})
     return RefreshLookup(RefreshStatus.CURRENT, session_id)
 
 
@@ -127,6 +145,20 @@ def retire_refresh_tokens(tx: Tx, session_id: uuid.UUID) -> None:
         ),
     )
     tx.cursor.execute(prepared, {"sid": session_id, "now": tx.now})
+
+
+def generation_of(tx: Tx, session_id: uuid.UUID) -> int:
+    """The session's current token generation (what its valid access and refresh tokens carry)."""
+    c = _sessions.c
+    prepared = tx.db.prepare(
+        "generation_read",
+        lambda: select(c.token_generation).where(c.id == bindparam("sid")),
+        (c.token_generation.type,),
+    )
+    row = tx.cursor.one(prepared, {"sid": session_id})
+    if row is None:
+        raise LookupError(f"no session {session_id}")
+    return int(row[0])
 
 
 def next_generation(tx: Tx, session_id: uuid.UUID) -> int:

@@ -47,6 +47,7 @@ class Issued:
     refresh_token: str
     expires_in: int
     refresh_expires_in: int
+    within_grace: bool = False  # a refresh answered from the reuse window (metrics tell them apart)
 
 
 class Flows:
@@ -157,18 +158,25 @@ class Flows:
     # -- refresh -----------------------------------------------------------------------
 
     def refresh(self, refresh_token: str, *, request_id: str | None = None) -> Issued:
-        """Rotate credentials. A refresh token used twice means theft: the session is revoked."""
+        """Rotate credentials. A refresh token used twice means theft: the session is revoked.
+
+        Twice within ``SESSIONFLOW_REFRESH_REUSE_WINDOW`` by the token the current one replaced is not
+        theft but a race (tabs refreshing together, a retry after a lost response): that caller gets
+        credentials of the current generation, which leaves every other caller's working, and the
+        history row of its ``refresh`` says ``reused_within_grace``.
+        """
         if not refresh_token.startswith(credentials.REFRESH_PREFIX) or len(refresh_token) > 128:
             raise InvalidCredentials("that is not a refresh token", code="refresh_token_invalid")
         ended: AuthError | None = None
+        Status = credentials.RefreshStatus
         with self.service.transaction() as tx:
-            lookup = credentials.use_refresh(tx, refresh_token)
-            if lookup.status is credentials.RefreshStatus.UNKNOWN:
+            lookup = credentials.use_refresh(tx, refresh_token, reuse_window=self.settings.refresh_reuse_window)
+            if lookup.status is Status.UNKNOWN:
                 raise InvalidCredentials("unknown refresh token; log in again", code="refresh_token_invalid")
             assert lookup.session_id is not None
-            if lookup.status is credentials.RefreshStatus.EXPIRED:
+            if lookup.status is Status.EXPIRED:
                 raise InvalidCredentials("the refresh token expired; log in again", code="refresh_token_invalid")
-            if lookup.status is credentials.RefreshStatus.REUSED:
+            if lookup.status is Status.REUSED:
                 try:
                     tx.fire(
                         SESSION.name,
@@ -181,6 +189,7 @@ class Flows:
                 except EventRefused as refused:  # it ended before (logout, revocation, end of life): say so
                     ended = _refused(refused)
             else:
+                grace = lookup.status is Status.GRACE
                 try:
                     applied = tx.fire(
                         SESSION.name,
@@ -188,19 +197,30 @@ class Flows:
                         E.REFRESH,
                         actor=Actor.CLIENT,
                         facts={"refresh_token_current": True},
+                        detail={"refresh_token": "reused_within_grace"} if grace else None,
                         request_id=request_id,
                     )
                 except EventRefused as refused:
                     raise _refused(refused) from None
                 user_id = sessions.owner(tx, lookup.session_id)
                 assert user_id is not None
-                return self._issue(tx, lookup.session_id, user_id, applied.to_state)
+                return self._issue(tx, lookup.session_id, user_id, applied.to_state, same_generation=grace)
         if ended is not None:
             raise ended
         raise InvalidCredentials(
             "this refresh token was already used; the session is revoked as a precaution; log in again",
             code="refresh_token_reused",
         )
+
+    def session_of_refresh(self, refresh_token: str) -> uuid.UUID:
+        """The session a refresh token (current, or within the reuse window) stands for; nothing is spent."""
+        valid = (credentials.RefreshStatus.CURRENT, credentials.RefreshStatus.GRACE)
+        if refresh_token.startswith(credentials.REFRESH_PREFIX) and len(refresh_token) <= 128:
+            with self.service.transaction() as tx:
+                lookup = credentials.peek_refresh(tx, refresh_token, reuse_window=self.settings.refresh_reuse_window)
+            if lookup.status in valid and lookup.session_id is not None:
+                return lookup.session_id
+        raise InvalidCredentials("the refresh cookie is not a current refresh token", code="refresh_token_invalid")
 
     def ticket(self, session_id: uuid.UUID, *, credential_expires_at: datetime) -> tuple[str, int]:
         """A WebSocket ticket standing for the caller's access token, which expires at ``credential_expires_at``."""
@@ -211,8 +231,15 @@ class Flows:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _issue(self, tx: Tx, session_id: uuid.UUID, user_id: uuid.UUID, state: str) -> Issued:
-        generation = credentials.next_generation(tx, session_id)
+    def _issue(
+        self, tx: Tx, session_id: uuid.UUID, user_id: uuid.UUID, state: str, *, same_generation: bool = False
+    ) -> Issued:
+        """Fresh credentials: the next generation (every older token stops working), or, for a grace answer,
+        one more pair of the current generation (the tokens just issued to the race's winner keep working)."""
+        if same_generation:
+            generation = credentials.generation_of(tx, session_id)
+        else:
+            generation = credentials.next_generation(tx, session_id)
         refresh, refresh_expires = credentials.issue_refresh(
             tx, session_id, generation, self.settings.refresh_token_ttl
         )
@@ -224,6 +251,7 @@ class Flows:
             refresh_token=refresh,
             expires_in=int(self.access.ttl.total_seconds()),
             refresh_expires_in=int((refresh_expires - tx.now).total_seconds()),
+            within_grace=same_generation,
         )
 
     def _count_attempt(self, username: str | None, client_address: str) -> None:

@@ -226,10 +226,11 @@ def test_refresh_rotates_every_credential(api: Api) -> None:
 
 
 def test_reusing_a_rotated_refresh_token_revokes_the_session(api: Api) -> None:
-    """Theft detection: 401 refresh_token_reused, history shows revoke (server, refresh_token_reuse), and
-    the thief's and the victim's newest credentials stop working at once."""
+    """Theft detection: once the reuse window is over, 401 refresh_token_reused, history shows revoke (server,
+    refresh_token_reuse), and the thief's and the victim's newest credentials stop working at once."""
     login = api.session_for(api.alice)
     fresh = api.client.post("/api/auth/refresh", json={"refresh_token": login["refresh_token"]}).json()
+    api.clock.advance(api.ctx.settings.refresh_reuse_window)
 
     reused = api.client.post("/api/auth/refresh", json={"refresh_token": login["refresh_token"]})
     assert_problem(reused, 401, "refresh_token_reused")
