@@ -102,7 +102,11 @@ export function connectTabs(env: Environment, names: TabNames, share: boolean): 
       for (const listener of [...listeners]) listener(message);
     };
   }
-  const post = (message: TabMessage): void => channel?.postMessage({ ...message, from: id });
+  let closed = false;
+  // A closed BroadcastChannel throws on postMessage; a client that stopped mid-refresh has nothing to tell.
+  const post = (message: TabMessage): void => {
+    if (!closed) channel?.postMessage({ ...message, from: id });
+  };
   const subscribe = (listener: (message: Received) => void): (() => void) => {
     listeners.add(listener);
     return () => listeners.delete(listener);
@@ -126,6 +130,7 @@ export function connectTabs(env: Environment, names: TabNames, share: boolean): 
     post,
     subscribe,
     close: () => {
+      closed = true;
       listeners.clear();
       if (channel !== null) {
         channel.onmessage = null;

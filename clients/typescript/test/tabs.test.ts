@@ -120,6 +120,23 @@ for (const kind of ["web-locks", "broadcast"] as const) {
   });
 }
 
+describe("stopping while a refresh is in flight", () => {
+  it("a client stopped mid-resume neither throws on its closed channel nor goes on", async () => {
+    const b: Browser = { api: new FakeApi(), clock: new FakeClock(), hub: new BroadcastHub(), locks: new FakeLocks() };
+    const tab = harness({}, b);
+    const answer = deferred<Reply>();
+    b.api.routes.set("POST /api/auth/refresh", () => answer.promise);
+    const resumed = tab.client.resume();
+    await flush();
+    tab.client.stop(); // React's StrictMode unmount, a closed page...
+    answer.resolve(b.api.tokens(true));
+    await assert.rejects(resumed, /stopped while resuming/);
+    assert.equal(tab.client.state, "stopped");
+    assert.equal(tab.sockets.sockets.length, 0);
+    assert.deepEqual(b.clock.pending(), []);
+  });
+});
+
 describe("without Web Locks or BroadcastChannel", () => {
   it("concurrent refreshes within one page still make one HTTP refresh", async () => {
     const api = new FakeApi();

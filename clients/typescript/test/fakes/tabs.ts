@@ -70,11 +70,15 @@ class HubChannel implements BroadcastChannelLike {
     hub.join(this);
   }
 
+  private closed = false;
+
   postMessage(message: unknown): void {
+    if (this.closed) throw new Error("InvalidStateError: the channel is closed"); // as browsers do
     this.hub.deliver(this, message);
   }
 
   close(): void {
+    this.closed = true;
     this.hub.leave(this);
   }
 }
