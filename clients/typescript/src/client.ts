@@ -18,7 +18,7 @@ import { ConnectionLoop } from "./connection.js";
 import { TransportError } from "./core.js";
 import type { CredentialsMode } from "./core.js";
 import { Refused } from "./credentials.js";
-import { browserEnvironment, sleep } from "./environment.js";
+import { browserEnvironment, cancellableSleep } from "./environment.js";
 import type { Environment } from "./environment.js";
 import { SESSION_ACCESS } from "./generated/lifecycle.js";
 import type { ClientState } from "./generated/lifecycle.js";
@@ -203,7 +203,9 @@ export class SessionClient extends ConnectionLoop {
     this.tabs.post({ kind: "logout", sessionId, phase: "done", reason });
     if (this.socket !== null && this.conversation !== null) {
       // The server sends the logout transition and closes with 4410: wait for it, not for ever.
-      await Promise.race([this.conversation, sleep(this.env, this.timeoutMs)]);
+      const patience = cancellableSleep(this.env, this.timeoutMs);
+      await Promise.race([this.conversation, patience.promise]);
+      patience.cancel();
     }
     if (this.state === "logging_out") {
       this.finish("end", "server", stoppedRecord("end", reason, { closeCode: this.lastClose, status, problem, logInAgain: true }), this.lastClose);
@@ -250,7 +252,10 @@ export class SessionClient extends ConnectionLoop {
     if (message.sessionId !== this.sessionId || this.state === "stopped") return;
     if (message.phase === "start" && allowedEvents(this.state, "client").includes("logout")) {
       this.fire("logout", "client", { reason: "logging out in another tab" });
-      void sleep(this.env, 2 * this.timeoutMs).then(() => {
+      // If that tab goes away before it is done, do not wait in logging_out for ever.
+      const patience = cancellableSleep(this.env, 2 * this.timeoutMs);
+      this.unhook.push(patience.cancel);
+      void patience.promise.then(() => {
         if (this.state === "logging_out") this.peerLoggedOut("logged out in another tab (not confirmed)");
       });
     } else if (message.phase === "done") {

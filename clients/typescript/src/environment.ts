@@ -109,6 +109,26 @@ export function browserEnvironment(): Environment {
   };
 }
 
+/** A wait on the environment's timers that can be called off (so a stopped client leaves no timer behind). */
+export function cancellableSleep(
+  env: Pick<Environment, "setTimeout" | "clearTimeout">,
+  ms: number,
+): { promise: Promise<void>; cancel: () => void } {
+  let handle: TimerHandle = null;
+  let settle: () => void = () => {};
+  const promise = new Promise<void>((resolve) => {
+    settle = resolve;
+    handle = env.setTimeout(resolve, ms);
+  });
+  return {
+    promise,
+    cancel: () => {
+      env.clearTimeout(handle);
+      settle();
+    },
+  };
+}
+
 /** Resolve after `ms` on the environment's timers. */
 export function sleep(env: Pick<Environment, "setTimeout">, ms: number): Promise<void> {
   return new Promise((resolve) => env.setTimeout(resolve, ms));

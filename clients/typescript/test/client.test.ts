@@ -358,6 +358,34 @@ describe("logout and stop", () => {
     assert.equal(stopped.closeCode, 4410);
     assert.equal(h.client.state, "stopped");
     assert.deepEqual(h.path().slice(-2), ["connected -logout-> logging_out", "logging_out -end-> stopped"]);
+    assert.deepEqual(h.clock.pending(), [], "no timer left behind");
+  });
+
+  it("logout with the server unreachable still stops, saying the logout was not confirmed", async () => {
+    const h = harness();
+    await connected(h);
+    h.api.routes.set("POST /api/auth/logout", () => "unreachable");
+    const logout = h.client.logout();
+    await h.clock.advance(10_000); // the socket is still open: wait for the server's close, not for ever
+    const stopped = await logout;
+    assert.equal(stopped.reason, "logout not confirmed: server unreachable");
+    assert.equal(h.sockets.last.closedByClient?.code, 1000);
+    assert.deepEqual(h.clock.pending(), []);
+  });
+
+  it("logout with an expired access token refreshes once and logs out", async () => {
+    const h = harness();
+    await connected(h);
+    let first = true;
+    h.api.routes.set("POST /api/auth/logout", () => {
+      if (first) return (first = false), FakeApi.problem(401, "token_expired");
+      setImmediate(() => h.sockets.last.serverClose(4410));
+      return { status: 200, body: { session_id: SESSION_ID, state: "closed" } };
+    });
+    const stopped = await h.client.logout();
+    assert.equal(stopped.reason, "logged out");
+    assert.deepEqual(h.api.routesCalled.slice(-3), ["POST /api/auth/logout", "POST /api/auth/refresh", "POST /api/auth/logout"]);
+    assert.equal(h.api.calls.at(-1)?.headers["authorization"], "Bearer at-2");
   });
 
   it("stop() closes the socket with 1000 and leaves the session alone", async () => {

@@ -100,6 +100,7 @@ for (const kind of ["web-locks", "broadcast"] as const) {
         assert.equal(tab.client.stopped?.logInAgain, true);
       }
       assert.equal(b.api.of("POST /api/auth/logout").length, 1, "only the tab that logged out asks the server");
+      assert.deepEqual(b.clock.pending(), [], "no timer left behind in any tab");
       for (const tab of tabs.slice(1)) {
         assert.deepEqual(tab.path().slice(-2), ["active -logout-> logging_out", "logging_out -end-> stopped"]);
       }
