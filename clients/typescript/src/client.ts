@@ -197,7 +197,7 @@ export class SessionClient extends ConnectionLoop {
       }
     } catch (error) {
       if (error instanceof Refused) ({ reason, status, problem } = error.stopped);
-      else if (error instanceof TransportError) reason = `logout not confirmed: server unreachable`;
+      else if (error instanceof TransportError) reason = `logout not confirmed: ${error.message}`;
       else throw error;
     }
     this.tabs.post({ kind: "logout", sessionId, phase: "done", reason });

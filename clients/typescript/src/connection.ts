@@ -118,7 +118,7 @@ export abstract class ConnectionLoop extends TokenKeeping {
     } catch (error) {
       if (!(error instanceof TransportError)) throw error;
       if (this.state === "connecting") {
-        this.fire("drop", "server", { reason: `server unreachable (${error.message})`, delay: this.backoff.next() });
+        this.fire("drop", "server", { reason: `no ticket: ${error.message}`, delay: this.backoff.next() });
       }
       return;
     }

@@ -225,7 +225,7 @@ export abstract class Core {
       return await readAnswer(response);
     } catch (error) {
       const what = abort.signal.aborted ? "timed out" : "unreachable";
-      throw new TransportError(`${method} ${path}: server ${what}`, error);
+      throw new TransportError(`server ${what}`, error);
     } finally {
       this.env.clearTimeout(timer);
     }

@@ -172,7 +172,7 @@ export abstract class TokenKeeping extends Core {
       }
       if (!(error instanceof TransportError)) throw error;
       rotation = "failed";
-      reason = `server unreachable (${error.message})`;
+      reason = `refresh failed: ${error.message}`;
     }
     if (this.state === "refreshing") {
       this.fire(rotation === "failed" ? "drop" : "refreshed", "server", { reason, delay: this.backoff.next() });
