@@ -17,7 +17,7 @@ import type { BackoffOptions } from "./backoff.js";
 import { ConnectionLoop } from "./connection.js";
 import { TransportError } from "./core.js";
 import type { CredentialsMode } from "./core.js";
-import { Refused } from "./credentials.js";
+import { REFRESH_IN_PLACE, Refused } from "./credentials.js";
 import { browserEnvironment, cancellableSleep } from "./environment.js";
 import type { Environment } from "./environment.js";
 import { SESSION_ACCESS } from "./generated/lifecycle.js";
@@ -172,7 +172,7 @@ export class SessionClient extends ConnectionLoop {
 
   /** Rotate the tokens now (and reauthenticate an open connection). */
   async refresh(): Promise<void> {
-    if (!allowedEvents(this.state).includes("refreshed") || this.state === "refreshing") {
+    if (!REFRESH_IN_PLACE.includes(this.state)) {
       throw new ClientError(`cannot refresh while ${this.state}`, this.stopped);
     }
     const fresh = await this.refreshInPlace();
@@ -230,8 +230,9 @@ export class SessionClient extends ConnectionLoop {
 
   // -- inside ------------------------------------------------------------------------
 
+  /** Fire `connect` unless the loop already runs (reconnecting, say); the machine refuses it before login. */
   private startConnecting(): void {
-    if (this.state === "active") this.fire("connect", "client");
+    if (this.state === "active" || !this.loopRunning()) this.fire("connect", "client");
     this.startLoop();
   }
 

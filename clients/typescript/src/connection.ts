@@ -50,6 +50,11 @@ export abstract class ConnectionLoop extends TokenKeeping {
     });
   }
 
+  /** Whether the connection loop runs now. */
+  protected loopRunning(): boolean {
+    return this.running !== null;
+  }
+
   /** The page is back (online, or visible): a backoff wait ends now; overdue tokens are refreshed. */
   protected wake(why: string): void {
     if (this.interruptWait !== null) this.interruptWait(why);

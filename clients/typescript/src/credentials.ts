@@ -22,6 +22,7 @@ import type { ClientState } from "./generated/lifecycle.js";
 import { GONE_PROBLEMS } from "./refusals.js";
 import { stoppedRecord } from "./records.js";
 import type { Stopped } from "./records.js";
+import { allowedEvents, statesKeptBy } from "./machine.js";
 import type { Tabs, TokensMessage } from "./tabs.js";
 
 /** The tokens held now. Never emitted, logged or stored. */
@@ -51,8 +52,8 @@ export class Refused extends Error {
 /** How long (ms) the tab that refreshed keeps the lock after sharing the tokens, so they reach the others first. */
 export const SETTLE_MS = 50;
 
-/** States in which a refresh leaves the machine where it is (`refreshed` stays). */
-const REFRESH_IN_PLACE: readonly ClientState[] = ["active", "connected", "reconnecting"];
+/** States in which a refresh leaves the machine where it is (`refreshed` stays): active, connected, reconnecting. */
+export const REFRESH_IN_PLACE: readonly ClientState[] = statesKeptBy("refreshed");
 
 /** The client's tokens, rotated one at a time and kept fresh while the client runs. */
 export abstract class TokenKeeping extends Core {
@@ -106,8 +107,9 @@ export abstract class TokenKeeping extends Core {
 
   /** Take the tokens another tab got, if they are for our session and fresher than ours. */
   protected adoptTokens(message: TokensMessage): void {
-    const held: readonly ClientState[] = [...REFRESH_IN_PLACE, "connecting", "refreshing"];
-    if (message.sessionId !== this.sessionId || !held.includes(this.state)) return;
+    // The session is held where the application may log out of it (the machine's `logout` sources).
+    const held = allowedEvents(this.state, "client").includes("logout");
+    if (message.sessionId !== this.sessionId || !held) return;
     if (this.tokens !== null && message.expiresAt <= this.tokens.expiresAt) return;
     this.setTokens(message.accessToken, null, message.lifetime, message.expiresAt);
     if (REFRESH_IN_PLACE.includes(this.state)) this.fire("refreshed", "server", { reason: "rotated by another tab" });

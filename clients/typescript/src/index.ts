@@ -41,6 +41,7 @@ export {
   UnknownName,
   allowedEvents,
   isTerminal,
+  statesKeptBy,
   step,
   timersArmedIn,
 } from "./machine.js";

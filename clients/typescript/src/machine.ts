@@ -94,6 +94,11 @@ export function allowedEvents(state: ClientState, actor?: Actor): ClientEvent[] 
   );
 }
 
+/** The states in which `event` leaves the machine where it is (a `dest: null` row), e.g. `refreshed`. */
+export function statesKeptBy(event: ClientEvent): ClientState[] {
+  return CLIENT_MACHINE.transitions.filter((row) => row.event === event && row.dest === null).flatMap((row) => [...row.sources]);
+}
+
 /** The timers armed while the machine is in `state` (the client's waits: `backoff` in `reconnecting`). */
 export function timersArmedIn(state: ClientState): MachineTimer[] {
   return CLIENT_MACHINE.timers.filter((timer) => (timer.armedIn as readonly ClientState[]).includes(state));

@@ -105,6 +105,13 @@ describe("login, then ticket, then socket", () => {
     assert.equal(h.client.state, "connected");
   });
 
+  it("connect() before login is refused by the machine", async () => {
+    const h = harness({ autoConnect: false });
+    await assert.rejects(h.client.connect(), /event 'connect' refused in state 'logged_out'/);
+    assert.equal(h.sockets.sockets.length, 0);
+    assert.equal(h.api.calls.length, 0);
+  });
+
   it("resume() after a page load refreshes with the cookie first, then connects", async () => {
     const h = harness();
     await h.client.resume();

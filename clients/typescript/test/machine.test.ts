@@ -11,6 +11,7 @@ import {
   UnknownName,
   allowedEvents,
   isTerminal,
+  statesKeptBy,
   step,
   timersArmedIn,
 } from "../src/machine.js";
@@ -99,5 +100,6 @@ describe("the client machine", () => {
       [["backoff", "retry"]],
     );
     assert.deepEqual(timersArmedIn("connected"), []);
+    assert.deepEqual(statesKeptBy("refreshed"), ["active", "connected", "reconnecting"]);
   });
 });
