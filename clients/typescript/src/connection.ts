@@ -118,6 +118,7 @@ export abstract class ConnectionLoop extends TokenKeeping {
     this.lastClose = null;
     this.pendingWake = null; // this attempt is what it asked for
     let answer: Answer;
+    this.credentialGeneration = this.generation; // the ticket stands for this token
     try {
       answer = await this.http("POST", "/api/session/{id}/ws-ticket", { token: tokens.access });
     } catch (error) {
@@ -222,6 +223,7 @@ export abstract class ConnectionLoop extends TokenKeeping {
     } else if (kind === "token_expiring" && this.state === "connected") {
       this.expiring(Number(message["expires_in"]) || 0);
     } else if (kind === "reauthenticated" && this.state === "connected") {
+      this.credentialGeneration = this.reauthGeneration;
       this.fire("reauthenticated", "server");
     }
   }

@@ -60,6 +60,10 @@ export abstract class TokenKeeping extends Core {
   protected tokens: Tokens | null = null;
   /** Counts token changes (our refreshes and the other tabs'): a refresh goes ahead only if it has not moved. */
   protected generation = 0;
+  /** The token generation the server holds for this tab's socket: its ticket's, or the last reauth it confirmed. */
+  protected credentialGeneration: number | null = null;
+  /** The generation of the last `reauth` sent, which the server's `reauthenticated` confirms. */
+  protected reauthGeneration: number | null = null;
   protected readonly tabs: Tabs;
   private readonly refreshAt: number;
   private refreshTimer: TimerHandle | null = null;
@@ -113,6 +117,9 @@ export abstract class TokenKeeping extends Core {
     if (this.tokens !== null && message.expiresAt <= this.tokens.expiresAt) return;
     this.setTokens(message.accessToken, null, message.lifetime, message.expiresAt);
     if (REFRESH_IN_PLACE.includes(this.state)) this.fire("refreshed", "server", { reason: "rotated by another tab" });
+    // The open socket's credential is the token it was opened or last reauthenticated with: hand it this
+    // one, or the server closes it with 4419 when the old one expires, and this tab refreshes again.
+    this.reauth();
   }
 
   private setTokens(access: string, refresh: string | null, lifetime: number, expiresAt: number): void {
@@ -160,12 +167,17 @@ export abstract class TokenKeeping extends Core {
     throw new Refused(stoppedRecord("end", reason, { status, problem, logInAgain: status === 401 || gone }));
   }
 
-  /** In `refreshing` (after 4419 or an expired token): refresh, then on to `reconnecting`. */
+  /**
+   * In `refreshing` (after 4419 or an expired token): refresh, then on to `reconnecting`. When the tokens
+   * changed since the expired credential was handed over (another tab's, taken meanwhile), they are what a
+   * refresh would give: reconnect with them instead.
+   */
   protected async refreshAfterExpiry(): Promise<void> {
     let rotation: Rotation;
     let reason = "";
     try {
-      rotation = await this.rotate(this.generation);
+      const newer = this.credentialGeneration !== null && this.generation !== this.credentialGeneration;
+      rotation = newer ? "already" : await this.rotate(this.generation);
       if (rotation === "failed") reason = "refresh failed for now";
     } catch (error) {
       if (error instanceof Refused) {
@@ -207,6 +219,7 @@ export abstract class TokenKeeping extends Core {
   protected reauth(): void {
     if (this.state === "connected" && this.tokens !== null) {
       this.send({ type: "reauth", access_token: this.tokens.access });
+      this.reauthGeneration = this.generation;
     }
   }
 

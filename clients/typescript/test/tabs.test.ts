@@ -106,6 +106,40 @@ for (const kind of ["web-locks", "broadcast"] as const) {
       }
     });
 
+    it("a connected tab hands the tokens another tab got to its socket (reauth), so it is never closed 4419", async () => {
+      const b = browser();
+      const tabs = [harness({}, b), harness({}, b)];
+      await tabs[0]!.client.login({ username: "alice", password: "pw" });
+      (await tabs[0]!.sockets.opened(1)).welcome();
+      const resumed = tabs[1]!.client.resume();
+      await settle(b.clock);
+      (await tabs[1]!.sockets.opened(1)).welcome();
+      await settle(b.clock, resumed);
+      const before = refreshes(b.api);
+      await settle(b.clock, tabs[1]!.client.refresh());
+      assert.equal(refreshes(b.api), before + 1);
+      const fresh = tabs[1]!.client.accessToken;
+      assert.equal(tabs[0]!.client.accessToken, fresh);
+      assert.deepEqual(tabs[0]!.sockets.last.sent.at(-1), { type: "reauth", access_token: fresh });
+    });
+
+    it("a 4419 after taking another tab's fresh tokens reconnects with them, without another refresh", async () => {
+      const b = browser();
+      const [tab] = await openTabs(1, b);
+      const connecting = tab!.client.connect();
+      (await tab!.sockets.opened(1)).welcome();
+      await connecting;
+      const other = connectTabs(env(b), { channel: "sessionflow", lock: "sessionflow-refresh" }, true);
+      other.post({ kind: "tokens", sessionId: SESSION_ID, accessToken: "at-777", lifetime: 900, expiresAt: b.clock.now() + 900_000 });
+      await flush();
+      const before = refreshes(b.api);
+      tab!.sockets.last.serverClose(4419, "credentials expired; refresh, then reconnect");
+      await settle(b.clock);
+      assert.equal(refreshes(b.api), before, "the tokens taken are as fresh as a refresh would give");
+      assert.equal(tab!.client.state, "reconnecting");
+      other.close();
+    });
+
     it("tokens of another session are not taken", async () => {
       const b = browser();
       const [tab] = await openTabs(1, b);
