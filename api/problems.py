@@ -67,7 +67,7 @@ class Problem(msgspec.Struct, omit_defaults=True):
 _DESCRIPTIONS = {
     400: "Malformed request",
     401: "Missing, invalid, expired or superseded credentials; `code` says which",
-    403: "A right is missing, or the event is not the caller's to fire",
+    403: "A right is missing, the event is not the caller's to fire, or a cookie request failed the CSRF check",
     404: "No such route, event, machine or visible session",
     409: "The machine refuses the event in the session's state, or a guard failed",
     412: "If-Match names a version that is no longer current",

@@ -96,7 +96,7 @@ class AuthController(Controller):
         "/auth/login",
         status_code=HTTP_200_OK,
         sync_to_thread=True,
-        responses=responses(400, 401, 409, 422, 429, 503),
+        responses=responses(400, 401, 403, 409, 422, 429, 503),
         summary="Log in: create or upgrade a session",
     )
     def login(
@@ -144,7 +144,7 @@ class AuthController(Controller):
         "/auth/refresh",
         status_code=HTTP_200_OK,
         sync_to_thread=True,
-        responses=responses(400, 401, 409, 422, 503),
+        responses=responses(400, 401, 403, 409, 422, 503),
         summary="Rotate tokens",
     )
     def refresh(
@@ -166,7 +166,7 @@ class AuthController(Controller):
         "/auth/logout",
         status_code=HTTP_200_OK,
         sync_to_thread=True,
-        responses=responses(400, 401, 409, 422, 503),
+        responses=responses(400, 401, 403, 409, 422, 503),
         summary="Log out (the access token as bearer, or the refresh cookie)",
         security=BEARER_REQUIRED,
     )
