@@ -92,9 +92,13 @@ def app_origin(built_client: Path) -> Iterator[str]:
         thread.join(10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """One headless Debian Chromium for the run; each test opens its own context (its own cookie jar)."""
+    """One headless Debian Chromium per module; each test opens its own context (its own cookie jar).
+
+    Module-scoped: Playwright's synchronous API runs an event loop in this thread while it is open, and
+    the tests after these ones call ``asyncio.run``.
+    """
     if not Path(CHROMIUM).exists():
         unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
     try:
