@@ -89,22 +89,16 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def serve_argv(port: int) -> list[str]:
+    """``sessionflow serve`` on loopback ``port``, one worker, as this interpreter runs it."""
+    command = [sys.executable, "-m", "sessionflow.api.cli", "serve"]
+    return [*command, "--host", harness.HOST, "--port", str(port), "--workers", "1"]
+
+
 def start_worker(stack: contextlib.ExitStack, name: str, env: dict[str, str], log: Path) -> harness.Server:
     """``sessionflow serve`` (one worker), ready; the stack stops it, whatever happens next."""
     port = harness.free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "sessionflow.api.cli",
-        "serve",
-        "--host",
-        harness.HOST,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    server = harness.start_server(stack, name, argv, env=env, port=port, log=log)
+    server = harness.start_server(stack, name, serve_argv(port), env=env, port=port, log=log)
     harness.wait_ready(server, "/api/health")
     return server
 
