@@ -17,6 +17,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from granian.utils.proxies import wrap_asgi_with_proxy_headers
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -25,8 +26,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.problem_details import ProblemDetailsPlugin
+from litestar.types import ASGIApp
 
-from sessionflow.api import fanout, observability, problems
+from sessionflow.api import fanout, limits, observability, problems
 from sessionflow.api.auth.authenticate import Authenticator
 from sessionflow.api.auth.browser import CSRF_HEADER
 from sessionflow.api.auth.flows import Flows
@@ -66,7 +68,9 @@ async def sweep_periodically(service: TransitionService, interval: float) -> Non
 
 def build_context(settings: Settings, *, clock: Clock | None = None) -> AppContext:
     clock = clock or SystemClock()
-    db = Database.from_url(settings.database_url, pool_size=settings.pool_size)
+    db = Database.from_url(
+        settings.database_url, pool_size=settings.pool_size, timeout=settings.database_timeout.total_seconds()
+    )
     service = TransitionService(db, clock=clock, durations=settings.durations())
     service.hooks.after_commit.append(observability.count_applied)
     service.hooks.on_refused.append(observability.count_refused)
@@ -131,6 +135,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
                     await task
             observability.SESSIONS_BY_STATE.detach(ctx.db)
             ctx.db.dispose()
+            log.info("application shutdown complete")
 
     return Litestar(
         route_handlers=[
@@ -152,6 +157,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             observability.request_id_middleware,
             observability.prometheus().middleware,
             observability.access_log().middleware,
+            limits.body_read_timeout(settings.body_read_timeout.total_seconds()),
         ],
         logging_config=observability.logging_config(settings.log_level),
         openapi_config=OpenAPIConfig(
@@ -193,6 +199,14 @@ def _cors(settings: Settings) -> CORSConfig | None:
     )
 
 
-def app_from_env() -> Litestar:
-    """Factory for uvicorn (``--factory``): settings from the environment."""
-    return create_app(Settings.from_env())
+def app_from_env() -> ASGIApp:
+    """Factory for the server (api/server.py): settings from the environment.
+
+    ``X-Forwarded-For`` sets the client address only on connections from ``SESSIONFLOW_FORWARDED_ALLOW_IPS``.
+    """
+    settings = Settings.from_env()
+    app = create_app(settings)
+    if not settings.forwarded_allow_ips:
+        return app
+    wrapped: ASGIApp = wrap_asgi_with_proxy_headers(app, settings.forwarded_allow_ips)
+    return wrapped

@@ -125,7 +125,25 @@ class Settings:
     oidc_algorithms: tuple[str, ...] = setting(("RS256", "ES256", "EdDSA"), "algorithms accepted on ID tokens")
     oidc_username_claim: str = setting("preferred_username", "the ID-token claim a new user's name comes from")
     forwarded_allow_ips: str = setting(
-        "127.0.0.1", "comma-separated proxy addresses whose `X-Forwarded-For` is trusted"
+        "",
+        "comma-separated addresses (or networks) of your reverse proxies, whose `X-Forwarded-For` gives the client "
+        "address; empty: trust none, so no process can pick the address its rate limits count against",
+    )
+    database_timeout: timedelta = setting(
+        timedelta(seconds=2),
+        "longest wait for the database at each step (a pooled connection, connecting, one statement); beyond it "
+        "a request answers 503 with `Retry-After` and a WebSocket closes 4503, within twice this plus a second",
+    )
+    header_read_timeout: timedelta = setting(
+        timedelta(seconds=10), "a client must send a request's complete head (or a WebSocket handshake) this soon"
+    )
+    header_limit: int = setting(
+        32 * 1024,
+        "bytes of request head (request line and headers) read, checked after each read of the socket (so a head "
+        "up to about twice this may pass); beyond, 431 and the socket closed",
+    )
+    body_read_timeout: timedelta = setting(
+        timedelta(seconds=10), "a client must send a request's complete body this soon after its head (408 beyond)"
     )
 
     @classmethod
@@ -176,6 +194,7 @@ class Settings:
             "login_limit_per_address",
             "ws_max_connections_per_session",
             "ws_max_connections_per_address",
+            "header_limit",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")

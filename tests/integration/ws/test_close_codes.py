@@ -73,7 +73,7 @@ def test_1001_when_the_server_shuts_down(servers: dict[str, Server]) -> None:
         server.process.terminate()
         expect_close(ws, 1001, reason="server going away")
     assert server.stop() in (0, -15)
-    assert "Application shutdown complete" in server.output()
+    assert "application shutdown complete" in server.output()
 
     row = server.connection(connection_id)
     assert row["state"] == "closed"
