@@ -14,6 +14,7 @@ import importlib.metadata
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -45,7 +46,7 @@ from sessionflow.api.routes.sessions import SessionController
 from sessionflow.api.settings import Settings
 from sessionflow.api.ws import Live, ws_endpoint
 from sessionflow.lifecycle import Clock, SystemClock
-from sessionflow.persistence import Database, TransitionService, migrate
+from sessionflow.persistence import CONNECTIONS, Database, StoreUnavailable, TransitionService, migrate
 
 log = logging.getLogger("sessionflow.app")
 
@@ -54,13 +55,29 @@ log = logging.getLogger("sessionflow.app")
 DRAINS: list[Callable[[], Awaitable[None]]] = []
 
 
-async def sweep_periodically(service: TransitionService, interval: float) -> None:
-    """Fire due timers every ``interval`` seconds until cancelled; errors are logged, never fatal."""
+async def sweep_periodically(service: TransitionService, interval: float, *, heartbeat_grace: float) -> None:
+    """Fire due timers every ``interval`` seconds until cancelled; errors are logged, never fatal.
+
+    After the store was unavailable, connections' timers wait ``heartbeat_grace`` seconds more: the pongs
+    every worker kept during the outage land first (api/heartbeats.py), so the overdue heartbeat timers
+    of connections that kept answering are restarted instead of fired. An outage is logged once, as a
+    warning, and its end once.
+    """
+    outage_since: float | None = None
+    grace_until = 0.0
     while True:
         try:
-            fired = await asyncio.to_thread(service.sweep)
+            skip = (CONNECTIONS.name,) if outage_since is not None or time.monotonic() < grace_until else ()
+            fired = await asyncio.to_thread(service.sweep, skip=skip)
+            if outage_since is not None:
+                log.warning("the store is available again after %.1f s", time.monotonic() - outage_since)
+                outage_since, grace_until = None, time.monotonic() + heartbeat_grace
             if fired:
                 log.info("sweeper fired %d timer events", len(fired))
+        except StoreUnavailable as exc:
+            if outage_since is None:
+                outage_since = time.monotonic()
+                log.warning("sweep failed: %s; retrying every %.1f s", exc, interval)
         except Exception:
             log.exception("sweep failed; retrying in %.1fs", interval)
         await asyncio.sleep(interval)
@@ -118,7 +135,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             asyncio.create_task(fanout.resync_periodically(ctx.db, hub, settings.ws_resync_interval.total_seconds())),
         ]
         if run_sweeper:
-            tasks.append(asyncio.create_task(sweep_periodically(ctx.service, settings.sweep_interval.total_seconds())))
+            sweeping = sweep_periodically(
+                ctx.service,
+                settings.sweep_interval.total_seconds(),
+                heartbeat_grace=settings.ws_heartbeat_interval.total_seconds(),
+            )
+            tasks.append(asyncio.create_task(sweeping))
         if ctx.db.is_postgresql:
             tasks.append(asyncio.create_task(fanout.listen(ctx.db, hub, stop=stop)))
         DRAINS.append(live.drain)

@@ -132,7 +132,8 @@ class Settings:
     database_timeout: timedelta = setting(
         timedelta(seconds=2),
         "longest wait for the database at each step (a pooled connection, connecting, one statement); beyond it "
-        "a request answers 503 with `Retry-After` and a WebSocket closes 4503, within twice this plus a second",
+        "a request answers 503 with `Retry-After` and a WebSocket closes 4503, within this plus the larger of this "
+        "and 2 s, plus a second",
     )
     header_read_timeout: timedelta = setting(
         timedelta(seconds=10), "a client must send a request's complete head (or a WebSocket handshake) this soon"
