@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ class Connection:
         queue: asyncio.Queue[Any] | None = None
         try:
             self._check_origin()
+            resume = _last_seq(self.socket.query_params.get("last_seq"))
             counted = self._count_address()
             principal = await asyncio.to_thread(self._authenticate)
             self.session_id = principal.session_id
@@ -91,7 +93,7 @@ class Connection:
             self._opened_at = time.monotonic()
             await asyncio.to_thread(self._open)
             self.live.connections.add(self)
-            await self._welcome()
+            await self._welcome(resume)
             await self._loop(queue)
         except CloseRefusal as refusal:
             await self._refuse(refusal)
@@ -159,10 +161,9 @@ class Connection:
                 raise CloseRefusal(*closing)
             self.id = row.id
 
-    async def _welcome(self) -> None:
+    async def _welcome(self, resume: int | None) -> None:
         assert self.session_id is not None
         snapshot = await asyncio.to_thread(self.ctx.service.get, SESSION.name, self.session_id)
-        resume = self.socket.query_params.get("last_seq")
         recovered: bool | None = None
         replay: list[dict[str, Any]] = []
         if resume is not None:
@@ -184,13 +185,12 @@ class Connection:
         for message in replay:
             await self._send(message)
 
-    def _replay(self, resume: str, current: int) -> tuple[bool, list[dict[str, Any]]]:
-        """Transitions after ``resume`` from history; all of them, or none and recovered false."""
+    def _replay(self, after: int, current: int) -> tuple[bool, list[dict[str, Any]]]:
+        """Transitions after ``after`` from history; all of them, or none and recovered false."""
         assert self.session_id is not None
         other = self.socket.query_params.get("session_id")
-        if not resume.isdigit() or int(resume) > current or (other is not None and other != str(self.session_id)):
+        if after > current or (other is not None and other != str(self.session_id)):
             return False, []
-        after = int(resume)
         entries = queries.history(self.ctx.db, SESSION.name, self.session_id, after_seq=after, limit=queries.MAX_PAGE)
         if [e.seq for e in entries] != list(range(after + 1, current + 1)):
             return False, []  # gaps (history pruned) or more than a page: the full state in welcome instead
@@ -365,6 +365,18 @@ class Connection:
                 event = ConnectionEvent.CLOSE if clean else ConnectionEvent.DROP
                 tx.fire(CONNECTION.name, self.id, event, actor=Actor.SERVER)
             connections.record_close(tx, self.id, code, reason)
+
+
+_SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and few enough to be a sequence number
+
+
+def _last_seq(raw: str | None) -> int | None:
+    """``?last_seq=``: absent, or a decimal sequence number; anything else is the client's error (4400)."""
+    if raw is None:
+        return None
+    if _SEQ.fullmatch(raw) is None:
+        raise CloseRefusal(4400, "last_seq must be a decimal sequence number")
+    return int(raw)
 
 
 def _transition(
