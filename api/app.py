@@ -77,7 +77,11 @@ async def sweep_periodically(service: TransitionService, interval: float, *, hea
         except StoreUnavailable as exc:
             if outage_since is None:
                 outage_since = time.monotonic()
-                log.warning("sweep failed: %s; retrying every %.1f s", exc, interval)
+                log.warning(
+                    "sweep failed: store unavailable (%s); retrying every %.1f s",
+                    type(exc.__cause__ or exc).__name__,
+                    interval,
+                )
         except Exception:
             log.exception("sweep failed; retrying in %.1fs", interval)
         await asyncio.sleep(interval)
