@@ -132,9 +132,23 @@ class Settings:
     )
     ws_ticket_ttl: timedelta = setting(timedelta(seconds=30), "WebSocket ticket lifetime")
     max_sessions_per_user: int = setting(10, "sessions a user may hold at once; login beyond is refused (409)")
-    login_limit_per_user: int = setting(5, "login attempts per username per window (429 beyond)")
-    login_limit_per_address: int = setting(20, "login attempts per client address per window (429 beyond)")
-    login_limit_window: timedelta = setting(timedelta(minutes=1), "the login rate-limit window")
+    login_limit_per_user: int = setting(
+        5,
+        "failed logins per username from one client address per window; beyond, that address gets 429 for that "
+        "username (the right password too), while the user can still log in from anywhere else",
+    )
+    login_limit_per_address: int = setting(
+        20,
+        "failed logins per client address per window, whatever the usernames (429 beyond); successful logins do "
+        "not count, so many users behind one NAT address can log in",
+    )
+    login_limit_window: timedelta = setting(timedelta(minutes=1), "the window of the two limits above")
+    login_limit_per_account: int = setting(
+        100,
+        "failed logins per username from all addresses per `LOGIN_ACCOUNT_WINDOW` (429 beyond): the ceiling on a "
+        "guessing attack spread over many addresses (OWASP ASVS: at most 100 failures an hour)",
+    )
+    login_account_window: timedelta = setting(timedelta(hours=1), "the window of `LOGIN_LIMIT_PER_ACCOUNT`")
     oidc_issuer: str = setting("", "accept ID tokens from this identity provider at login (off while empty)")
     oidc_audience: str = setting("", "the `aud` ID tokens must carry")
     oidc_jwks_url: str = setting("", "where the provider publishes its signing keys")
@@ -210,6 +224,7 @@ class Settings:
             "max_sessions_per_user",
             "login_limit_per_user",
             "login_limit_per_address",
+            "login_limit_per_account",
             "ws_max_connections_per_session",
             "ws_max_connections_per_address",
             "header_limit",
