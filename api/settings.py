@@ -98,7 +98,9 @@ class Settings:
         "sessionflow:transitions", "the Redis channel of `FANOUT=redis`; deployments sharing a Redis need their own"
     )
     ws_max_connections_per_session: int = setting(10, "live WebSockets one session may hold (4429 beyond)")
-    ws_max_connections_per_address: int = setting(200, "live WebSockets per client address and worker (4429)")
+    ws_max_connections_per_address: int = setting(
+        200, "live WebSockets per client address, counted in the store across every worker and host (4429)"
+    )
     allowed_origins: tuple[str, ...] = setting(
         (),
         "comma-separated origins of the browser apps allowed to use this server: they may open WebSockets "

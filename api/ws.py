@@ -42,11 +42,10 @@ TOKEN_WARNING = 60.0  # seconds before the credential expires that token_expirin
 
 @dataclass
 class Live:
-    """This worker's live connections: for per-address caps and for closing them all on shutdown."""
+    """This worker's live connections, to close them all on shutdown."""
 
     worker_id: str
     connections: set[Connection] = field(default_factory=set)
-    per_address: dict[str, int] = field(default_factory=dict)
 
     async def drain(self, code: int = 1001, reason: str = "server going away") -> None:
         await asyncio.gather(*(c.shutdown(code, reason) for c in list(self.connections)), return_exceptions=True)
@@ -78,12 +77,10 @@ class Connection:
 
     async def run(self) -> None:
         await self.socket.accept()
-        counted = False
         queue: asyncio.Queue[Any] | None = None
         try:
             self._check_origin()
             resume = _last_seq(self.socket.query_params.get("last_seq"))
-            counted = self._count_address()
             principal = await asyncio.to_thread(self._authenticate)
             self.session_id = principal.session_id
             queue = self.hub.subscribe(principal.session_id)
@@ -109,8 +106,6 @@ class Connection:
             self.live.connections.discard(self)
             if self.id is not None:
                 self.heartbeats.forget(self.id)
-            if counted:
-                self.live.per_address[self.address] -= 1
 
     async def shutdown(self, code: int, reason: str) -> None:
         """Close from outside (server shutdown), recording it."""
@@ -122,13 +117,6 @@ class Connection:
         origin = self.socket.headers.get("origin")
         if origin is not None and origin not in self.ctx.settings.allowed_origins:
             raise CloseRefusal(1008, "origin not allowed")
-
-    def _count_address(self) -> bool:
-        limit = self.ctx.settings.ws_max_connections_per_address
-        if self.live.per_address.get(self.address, 0) >= limit:
-            raise CloseRefusal(4429, "too many connections from this address", retry_after=5)
-        self.live.per_address[self.address] = self.live.per_address.get(self.address, 0) + 1
-        return True
 
     def _authenticate(self) -> Principal:
         """Ticket or bearer token, decided by the Authenticator; the credential lasts as long as its token."""
@@ -151,6 +139,10 @@ class Connection:
             connections.session_state(tx, self.session_id)
             if connections.open_count(tx, self.session_id) >= settings.ws_max_connections_per_session:
                 raise CloseRefusal(4429, "too many connections for this session", retry_after=5)
+            # Counted in the store, so the cap holds across workers and hosts (and, locked per address on
+            # PostgreSQL, across concurrent handshakes).
+            if connections.open_count_for_address(tx, self.address) >= settings.ws_max_connections_per_address:
+                raise CloseRefusal(4429, "too many connections from this address", retry_after=5)
             row = connections.open_connection(
                 tx, self.session_id, worker_id=self.live.worker_id, remote_addr=self.address
             )

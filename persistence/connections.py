@@ -76,6 +76,28 @@ def heartbeat(tx: Tx, connection_id: uuid.UUID, *, at: datetime | None = None, s
     return tx.touch(CONNECTIONS, connection_id, at=at, since=since)
 
 
+def open_count_for_address(tx: Tx, address: str) -> int:
+    """Open connections from client ``address`` on every worker and host.
+
+    On PostgreSQL the transaction first takes an advisory lock on the address (released at commit), so
+    handshakes from one address arriving at once on several workers count each other; SQLite's write
+    transactions are serial already.
+    """
+    c = _connections.c
+    if tx.db.is_postgresql:
+        lock = tx.db.prepare(
+            "connections_address_lock",
+            lambda: select(func.pg_advisory_xact_lock(func.hashtext(bindparam("key")))),
+        )
+        tx.cursor.execute(lock, {"key": f"sessionflow:ws-address:{address}"})
+    prepared = tx.db.prepare(
+        "connections_open_count_address",
+        lambda: select(func.count()).where(and_(c.remote_addr == bindparam("addr"), c.state == bindparam("open"))),
+    )
+    row = tx.cursor.one(prepared, {"addr": address[:64], "open": str(_C.OPEN)})
+    return int(row[0]) if row else 0
+
+
 def open_count(tx: Tx, session_id: uuid.UUID) -> int:
     c = _connections.c
     prepared = tx.db.prepare(

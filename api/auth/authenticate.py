@@ -44,6 +44,7 @@ class Principal:
     version: int
     anonymous: bool
     token_expires_at: int
+    token_generation: int | None = None  # of the access token presented; None for tickets and anonymous tokens
 
 
 def refusal(state: str, definition: Definition = SESSION) -> AuthError | None:
@@ -110,7 +111,9 @@ class Authenticator:
         if row.get("token_generation") != claims.generation:
             raise InvalidCredentials("the token was superseded by a newer one; use the latest", code="token_superseded")
         self._touch(snapshot.id, snapshot.timers.get("idle"))
-        return Principal(snapshot.id, claims.user_id, snapshot.state, snapshot.version, False, claims.expires_at)
+        return Principal(
+            snapshot.id, claims.user_id, snapshot.state, snapshot.version, False, claims.expires_at, claims.generation
+        )
 
     def ticket(self, ticket: str) -> Principal:
         """Spend a WebSocket ticket; the principal's expiry is that of the access token behind the ticket."""
@@ -133,6 +136,12 @@ class Authenticator:
             )
         snapshot = self.service.get(SESSION.name, session_id)
         require(snapshot.state, Purpose.CONNECT)
+        # Tickets issued before migration 0003 do not record it, and are not checked.
+        if redeemed.token_generation is not None and snapshot.row.get("token_generation") != redeemed.token_generation:
+            raise InvalidCredentials(
+                "the ticket was obtained with a token a refresh has superseded; get a new ticket",
+                code="token_superseded",
+            )
         user_id = snapshot.row.get("user_id")
         return Principal(session_id, user_id, snapshot.state, snapshot.version, False, int(expires.timestamp()))
 

@@ -232,11 +232,16 @@ class Flows:
                 return lookup.session_id
         raise InvalidCredentials("the refresh cookie is not a current refresh token", code="refresh_token_invalid")
 
-    def ticket(self, session_id: uuid.UUID, *, credential_expires_at: datetime) -> tuple[str, int]:
-        """A WebSocket ticket standing for the caller's access token, which expires at ``credential_expires_at``."""
+    def ticket(
+        self, session_id: uuid.UUID, *, credential_expires_at: datetime, token_generation: int
+    ) -> tuple[str, int]:
+        """A WebSocket ticket standing for the caller's access token, of ``token_generation``, which expires at
+        ``credential_expires_at``: a refresh (a newer generation) supersedes the ticket with the token."""
         ttl = self.settings.ws_ticket_ttl
         with self.service.transaction() as tx:
-            ticket = credentials.issue_ticket(tx, session_id, ttl, credential_expires_at=credential_expires_at)
+            ticket = credentials.issue_ticket(
+                tx, session_id, ttl, credential_expires_at=credential_expires_at, token_generation=token_generation
+            )
             return ticket, int(ttl.total_seconds())
 
     # -- internals ---------------------------------------------------------------------
