@@ -16,8 +16,9 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
+import msgspec
 from granian.utils.proxies import wrap_asgi_with_proxy_headers
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
@@ -25,7 +26,14 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Schema,
+    SecurityScheme,
+)
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 from litestar.types import ASGIApp
 
@@ -41,7 +49,7 @@ from sessionflow.api.fanout_redis import RedisFanout
 from sessionflow.api.heartbeats import SESSION_TOUCH_EVERY, Heartbeats
 from sessionflow.api.routes.admin import AdminController
 from sessionflow.api.routes.auth import AuthController
-from sessionflow.api.routes.lifecycle import LifecycleController
+from sessionflow.api.routes.lifecycle import DIAGRAM_MEDIA_TYPES, LifecycleController
 from sessionflow.api.routes.ops import health, ready
 from sessionflow.api.routes.sessions import SessionController
 from sessionflow.api.settings import Settings
@@ -175,7 +183,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             ctx.db.dispose()
             log.info("application shutdown complete")
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health,
             ready,
@@ -187,6 +195,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             observability.MetricsController,
         ],
         dependencies={"ctx": Provide(provide_ctx, sync_to_thread=False)},
+        guards=[limits.json_bodies_only],
         state=State({"ctx": ctx, "oidc": oidc, "hub": hub, "live": live, "heartbeats": heartbeats}),
         lifespan=[lifespan],
         plugins=[ProblemDetailsPlugin(problems.config())],
@@ -218,6 +227,32 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         request_max_body_size=64 * 1024,
         cors_config=_cors(settings),
     )
+    _complete_openapi(app)
+    return app
+
+
+def _complete_openapi(app: Litestar) -> None:
+    """Say in the OpenAPI document what Litestar leaves out: bodies refuse unknown fields
+    (``forbid_unknown_fields``: ``additionalProperties: false``) and the diagram route's media types."""
+    spec = app.openapi_schema
+    schemas = spec.components.schemas if spec.components and spec.components.schemas else {}
+    for struct in _structs(msgspec.Struct):
+        if struct.__module__.startswith("sessionflow.api") and struct.__struct_config__.forbid_unknown_fields:
+            schema = schemas.get(struct.__name__)
+            if isinstance(schema, Schema):
+                schema.additional_properties = False
+    diagram = (spec.paths or {}).get("/api/lifecycle/machines/{name}/diagram")
+    if diagram is not None and diagram.get is not None and diagram.get.responses:
+        ok = diagram.get.responses.get("200")
+        if isinstance(ok, OpenAPIResponse):
+            text = Schema(type=OpenAPIType.STRING)
+            ok.content = {media_type: OpenAPIMediaType(schema=text) for media_type in DIAGRAM_MEDIA_TYPES.values()}
+
+
+def _structs(base: type[msgspec.Struct]) -> Iterator[type[msgspec.Struct]]:
+    for sub in base.__subclasses__():
+        yield sub
+        yield from _structs(sub)
 
 
 def _cors(settings: Settings) -> CORSConfig | None:

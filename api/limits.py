@@ -1,4 +1,4 @@
-"""Bounds on what one HTTP request may hold: the time its body takes to arrive.
+"""Bounds on what one HTTP request may hold and carry: the time its body takes, and its media type.
 
 The server (api/server.py) bounds the request head, in time and size. This middleware bounds the
 body: a client that has not sent all of it within ``body_read_timeout`` of the head gets 408 and its
@@ -11,12 +11,38 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
+from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
+from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
 CLIENT_CLOSED_REQUEST = 499
+JSON_TYPES = ("application/json",)
+
+
+class UnsupportedMediaType(HTTPException):
+    status_code = 415
+    detail = "request bodies are JSON: send Content-Type: application/json"
+
+
+async def json_bodies_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: a request body must say it is JSON, before anything reads it.
+
+    A cross-site HTML form can send ``text/plain``, ``application/x-www-form-urlencoded`` or
+    ``multipart/form-data`` without a CORS preflight; a JSON body under such a type would let another
+    site post to the API with the browser's cookies. Refused with 415 whatever the body holds.
+    """
+    if connection.scope["type"] != ScopeType.HTTP:
+        return
+    headers = connection.headers
+    if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+        return
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in JSON_TYPES and not (media_type.startswith("application/") and media_type.endswith("+json")):
+        raise UnsupportedMediaType
 
 
 class BodyTimeout(HTTPException):

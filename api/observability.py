@@ -4,18 +4,24 @@ Every log line carries the request id (``X-Request-ID`` from the caller when
 well formed, else generated, and echoed on the response). Access logs record
 method, path and status only: never headers, query strings or bodies, where
 tokens, tickets and passwords travel. Every message is one line, whatever a
-client put in it (api/logformat.py).
+client put in it (api/logformat.py). Metrics are served to the bearer of
+``SESSIONFLOW_METRICS_TOKEN`` only.
 """
 
 from __future__ import annotations
 
 import contextvars
+import hmac
 import logging
 import re
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from typing import Any
 
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.handlers.base import BaseRouteHandler
 from litestar.logging.config import LoggingConfig
 from litestar.middleware.logging import LoggingMiddlewareConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
@@ -158,6 +164,23 @@ def prometheus() -> PrometheusConfig:
     return PrometheusConfig(app_name="sessionflow", prefix="sessionflow", group_path=True, exclude=["/api/metrics"])
 
 
+async def metrics_token_required(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Metrics are for the operator's scraper only: ``Authorization: Bearer $SESSIONFLOW_METRICS_TOKEN``.
+
+    They describe the deployment (sessions by state, refusals, request rates); OWASP advises keeping such
+    endpoints from the public. Without a token configured they are off (404); a wrong token is 401.
+    """
+    expected = connection.app.state.ctx.settings.metrics_token
+    if not expected:
+        raise NotFoundException("metrics are off; set SESSIONFLOW_METRICS_TOKEN to serve them")
+    presented = connection.headers.get("authorization", "")
+    if not hmac.compare_digest(presented.encode(), f"Bearer {expected}".encode()):
+        raise NotAuthorizedException(
+            "metrics need the bearer token of SESSIONFLOW_METRICS_TOKEN", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
 class MetricsController(PrometheusController):
     path = "/api/metrics"
     include_in_schema = False
+    guards = [metrics_token_required]

@@ -161,6 +161,12 @@ class Settings:
         "comma-separated addresses (or networks) of your reverse proxies, whose `X-Forwarded-For` gives the client "
         "address; empty: trust none, so no process can pick the address its rate limits count against",
     )
+    metrics_token: str = setting(
+        "",
+        "bearer token a Prometheus scraper sends to `GET /api/metrics` (`authorization: credentials`); unset: "
+        "metrics are off (404), since they describe the deployment to anyone who asks",
+        secret=True,
+    )
     database_timeout: timedelta = setting(
         timedelta(seconds=2),
         "longest wait for the database at each step (a pooled connection, connecting, one statement); beyond it "

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, post
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
 from sessionflow.api.auth.authenticate import Purpose
@@ -44,10 +47,19 @@ class Revoked(msgspec.Struct):
     revoked: list[uuid.UUID]
 
 
+async def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Authenticate and authorise before anything else is read: an anonymous caller learns 401, not how a
+    body or a parameter would have been validated."""
+    ctx: AppContext = connection.app.state.ctx
+    header = connection.headers.get("authorization")
+    await asyncio.to_thread(lambda: ctx.require_admin(ctx.auth.bearer(header, Purpose.USE)))
+
+
 class AdminController(Controller):
     security = BEARER_REQUIRED
     path = "/api/admin"
     tags = ["admin"]
+    guards = [admin_only]
 
     @get(
         "/sessions",

@@ -13,7 +13,7 @@ from sessionflow.api.problems import problem, responses
 from sessionflow.lifecycle import MACHINES, Definition, protocol
 from sessionflow.lifecycle.diagrams import render_dot, render_mermaid
 
-_MEDIA = {
+DIAGRAM_MEDIA_TYPES = {
     "mermaid": "text/vnd.mermaid; charset=utf-8",
     "dot": "text/vnd.graphviz; charset=utf-8",
     "svg": "image/svg+xml",
@@ -103,7 +103,7 @@ class LifecycleController(Controller):
             raise problem(
                 503, "renderer_unavailable", "This diagram format cannot be rendered here", str(exc)
             ) from None
-        return Response(body, media_type=_MEDIA[format])
+        return Response(body, media_type=DIAGRAM_MEDIA_TYPES[format])
 
     @get(
         "/close-codes",

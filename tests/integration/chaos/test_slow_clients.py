@@ -18,6 +18,7 @@ from tests.integration.chaos.conftest import descriptors
 from tests.integration.ws.conftest import Server, Servers, expect_close
 
 HEAD_TIMEOUT = 1.0
+METRICS_TOKEN = "chaos-metrics-token-" + "t" * 24
 SLOW_CLIENTS = 1000
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(make_server: Servers) -> Server:
     return make_server(
-        "limits", HEADER_READ_TIMEOUT=str(HEAD_TIMEOUT), BODY_READ_TIMEOUT=str(HEAD_TIMEOUT), HEADER_LIMIT="32768"
+        "limits",
+        HEADER_READ_TIMEOUT=str(HEAD_TIMEOUT),
+        BODY_READ_TIMEOUT=str(HEAD_TIMEOUT),
+        HEADER_LIMIT="32768",
+        METRICS_TOKEN=METRICS_TOKEN,
     )
 
 
@@ -99,6 +104,22 @@ def test_a_body_that_stops_arriving_gets_408_and_the_socket_closed(server: Serve
     assert received.startswith(b"HTTP/1.1 408 "), received[:80]
     assert b"request_timeout" in received
     assert HEAD_TIMEOUT * 0.5 <= held < HEAD_TIMEOUT + 2
+
+
+def test_a_client_leaving_mid_body_is_counted_as_499_not_as_a_server_error(server: Server) -> None:
+    """Issue 11, defect 10: the metrics count a client that went away mid-body as 499, never 500."""
+    for _ in range(3):
+        with _open(server) as sock:
+            sock.sendall(
+                b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n{"
+            )
+            time.sleep(0.2)
+    time.sleep(0.3)
+    metrics = server.http.get("/api/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
+    login_lines = [line for line in metrics.splitlines() if 'path="/api/auth/login"' in line and "_total" in line]
+    assert any('status_code="499"' in line for line in login_lines), login_lines
+    assert not any('status_code="500"' in line for line in metrics.splitlines()), login_lines
 
 
 def test_a_thousand_slow_clients_have_their_descriptors_freed(server: Server) -> None:
