@@ -97,5 +97,8 @@ def run(*, host: str, port: int, workers: int, log_level: str, limits: Limits, t
         log_level=LogLevels(log_level.lower()),
         log_access=False,  # our access log (method, path, status) is written by the app
         workers_kill_timeout=30,
+        # A worker that dies (killed, out of memory) is replaced; the others and the socket stay up.
+        respawn_failed_workers=True,
+        respawn_interval=0.5,
     )
     server.serve()
