@@ -38,7 +38,7 @@ from tests.integration.ws.conftest import Login, Server, Servers, abort, expect_
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = int(os.environ.get("SESSIONFLOW_TEST_MODEL_EXAMPLES", "10"))
+EXAMPLES = int(os.environ.get("SESSIONFLOW_TEST_MODEL_EXAMPLES", "8"))
 STEPS = int(os.environ.get("SESSIONFLOW_TEST_MODEL_STEPS", "30"))
 GRACE = 1.0  # SESSIONFLOW_SESSION_RECONNECT_GRACE of the test servers (tests/integration/ws/conftest.py)
 REPLAY_WITHIN = 7.0  # seconds: well inside the default refresh reuse window (10 s)
