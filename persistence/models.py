@@ -128,7 +128,10 @@ class Connection(Base):
     heartbeat_due_at: Mapped[datetime | None]
     next_due_at: Mapped[datetime | None] = mapped_column(index=True)
 
-    __table_args__ = (Index("ix_connections_worker_id_state", "worker_id", "state"),)
+    __table_args__ = (
+        Index("ix_connections_worker_id_state", "worker_id", "state"),
+        Index("ix_connections_remote_addr_state", "remote_addr", "state"),  # the per-address cap
+    )
 
 
 class TransitionRecord(Base):
@@ -178,6 +181,8 @@ class WsTicket(Base):
     used_at: Mapped[datetime | None]
     # When the access token the ticket was obtained with expires: the connection's credential ends then.
     credential_expires_at: Mapped[datetime | None]
+    # The session's token generation when the ticket was issued: a refresh since supersedes the ticket too.
+    token_generation: Mapped[int | None]
 
 
 class IdempotencyKey(Base):
