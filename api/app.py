@@ -32,6 +32,7 @@ from sessionflow.api.auth.browser import CSRF_HEADER
 from sessionflow.api.auth.flows import Flows
 from sessionflow.api.auth.keys import load_keys
 from sessionflow.api.auth.oidc import from_settings as oidc_from_settings
+from sessionflow.api.auth.services import ServiceAuth
 from sessionflow.api.auth.tokens import AccessTokens
 from sessionflow.api.context import BEARER, AppContext, provide_ctx
 from sessionflow.api.heartbeats import SESSION_TOUCH_EVERY, Heartbeats
@@ -39,6 +40,7 @@ from sessionflow.api.routes.admin import AdminController
 from sessionflow.api.routes.auth import AuthController
 from sessionflow.api.routes.lifecycle import LifecycleController
 from sessionflow.api.routes.ops import health, ready
+from sessionflow.api.routes.services import ServicesController
 from sessionflow.api.routes.sessions import SessionController
 from sessionflow.api.settings import Settings
 from sessionflow.api.ws import Live, ws_endpoint
@@ -83,6 +85,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> AppConte
         service=service,
         auth=Authenticator(service, access, idle_timeout=settings.session_idle_timeout),
         flows=Flows(service, access, settings),
+        services=ServiceAuth(db),
         schema_head=migrate.head(),
     )
 
@@ -141,6 +144,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             SessionController,
             LifecycleController,
             AdminController,
+            ServicesController,
             observability.MetricsController,
         ],
         dependencies={"ctx": Provide(provide_ctx, sync_to_thread=False)},

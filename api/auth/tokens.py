@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import jwt
 
-from sessionflow.api.auth.keys import SigningKeys
+from sessionflow.api.auth.keys import VERIFY_LEEWAY, Keyring
 from sessionflow.api.errors import InvalidCredentials
 from sessionflow.lifecycle import Clock
 
@@ -21,7 +21,7 @@ ACCESS_TYPE = "access"
 ANONYMOUS_TYPE = "anonymous"  # proves creation of one anonymous session; single use, for the login upgrade
 REQUIRED = ("iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "typ", "gen")
 MAX_TOKEN_LENGTH = 4096
-LEEWAY = timedelta(seconds=5)
+LEEWAY = VERIFY_LEEWAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +35,8 @@ class AccessClaims:
 
 
 class AccessTokens:
-    def __init__(self, keys: SigningKeys, *, issuer: str, audience: str, ttl: timedelta, clock: Clock) -> None:
-        self._keys = keys
+    def __init__(self, keys: Keyring, *, issuer: str, audience: str, ttl: timedelta, clock: Clock) -> None:
+        self.keys = keys
         self.issuer = issuer
         self.audience = audience
         self.ttl = ttl
@@ -62,17 +62,24 @@ class AccessTokens:
             "typ": typ,
             "gen": generation,
         }
-        return jwt.encode(claims, self._keys.signing_key, algorithm=self._keys.algorithm)
+        key = self.keys.current
+        return jwt.encode(claims, key.signing_key, algorithm=key.algorithm, headers={"kid": key.kid})
 
     def verify(self, token: str) -> AccessClaims:
         """Decode and check ``token``; raise :class:`InvalidCredentials` with a code saying why not."""
         if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
             raise InvalidCredentials("the access token is malformed", code="token_malformed")
         try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = self.keys.find(kid) if kid is None or isinstance(kid, str) else None
+            if key is None:
+                raise InvalidCredentials(
+                    "the access token was signed with a key this server does not hold", code="token_invalid"
+                )
             claims = jwt.decode(
                 token,
-                self._keys.verifying_key,
-                algorithms=[self._keys.algorithm],
+                key.verifying_key,
+                algorithms=[key.algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
                 options={"require": list(REQUIRED), "verify_exp": False, "verify_nbf": False, "verify_iat": False},
