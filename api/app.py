@@ -36,6 +36,7 @@ from sessionflow.api.auth.services import ServiceAuth
 from sessionflow.api.auth.tokens import AccessTokens
 from sessionflow.api.context import BEARER, AppContext, provide_ctx
 from sessionflow.api.heartbeats import SESSION_TOUCH_EVERY, Heartbeats
+from sessionflow.api.revocations import revocations_endpoint
 from sessionflow.api.routes.admin import AdminController
 from sessionflow.api.routes.auth import AuthController
 from sessionflow.api.routes.lifecycle import LifecycleController
@@ -140,6 +141,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             health,
             ready,
             ws_endpoint,
+            revocations_endpoint,
             AuthController,
             SessionController,
             LifecycleController,
