@@ -35,14 +35,17 @@ from sessionflow.api.auth.browser import CSRF_HEADER
 from sessionflow.api.auth.flows import Flows
 from sessionflow.api.auth.keys import load_keys
 from sessionflow.api.auth.oidc import from_settings as oidc_from_settings
+from sessionflow.api.auth.services import ServiceAuth
 from sessionflow.api.auth.tokens import AccessTokens
 from sessionflow.api.context import BEARER, AppContext, provide_ctx
 from sessionflow.api.fanout_redis import RedisFanout
 from sessionflow.api.heartbeats import SESSION_TOUCH_EVERY, Heartbeats
+from sessionflow.api.revocations import revocations_endpoint
 from sessionflow.api.routes.admin import AdminController
 from sessionflow.api.routes.auth import AuthController
 from sessionflow.api.routes.lifecycle import LifecycleController
 from sessionflow.api.routes.ops import health, ready
+from sessionflow.api.routes.services import ServicesController
 from sessionflow.api.routes.sessions import SessionController
 from sessionflow.api.settings import Settings
 from sessionflow.api.touches import Touches
@@ -110,6 +113,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> AppConte
         service=service,
         auth=Authenticator(service, access, idle_timeout=settings.session_idle_timeout),
         flows=Flows(service, access, settings),
+        services=ServiceAuth(db),
         schema_head=migrate.head(),
     )
 
@@ -185,10 +189,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             health,
             ready,
             ws_endpoint,
+            revocations_endpoint,
             AuthController,
             SessionController,
             LifecycleController,
             AdminController,
+            ServicesController,
             observability.MetricsController,
         ],
         dependencies={"ctx": Provide(provide_ctx, sync_to_thread=False)},

@@ -86,6 +86,16 @@ class User(Base):
     __table_args__ = (UniqueConstraint("oidc_issuer", "oidc_subject"),)
 
 
+class RegisteredService(Base):
+    """Another service allowed to introspect tokens and receive revocations; only its secret's hash is kept."""
+
+    __tablename__ = "services"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # the client id of HTTP Basic
+    secret_hash: Mapped[str] = mapped_column(HASH)
+    created_at: Mapped[datetime]
+
+
 class Session(Base):
     __tablename__ = "sessions"
 
