@@ -35,6 +35,9 @@ from sessionflow.api.auth.oidc import from_settings as oidc_from_settings
 from sessionflow.api.auth.tokens import AccessTokens
 from sessionflow.api.context import BEARER, AppContext, provide_ctx
 from sessionflow.api.heartbeats import SESSION_TOUCH_EVERY, Heartbeats
+from sessionflow.api.inspector.feed import Feeds
+from sessionflow.api.inspector.refusals import RefusalLog
+from sessionflow.api.inspector.routes import route_handlers as inspector_routes
 from sessionflow.api.routes.admin import AdminController
 from sessionflow.api.routes.auth import AuthController
 from sessionflow.api.routes.lifecycle import LifecycleController
@@ -102,6 +105,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         fanout.install_postgres_notify(ctx.service)
     else:
         fanout.install_in_process(ctx.service, hub)
+    feeds = Feeds()
+    refusals = RefusalLog(ctx.db, ctx.service.clock)
+    if settings.inspector:
+        ctx.service.hooks.on_refused.append(refusals)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -117,12 +124,16 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             tasks.append(asyncio.create_task(sweep_periodically(ctx.service, settings.sweep_interval.total_seconds())))
         if ctx.db.is_postgresql:
             tasks.append(asyncio.create_task(fanout.listen(ctx.db, hub, stop=stop)))
-        DRAINS.append(live.drain)
+        if settings.inspector:
+            tasks.append(asyncio.create_task(refusals.run()))
+        DRAINS.extend((live.drain, feeds.drain))
         try:
             yield
         finally:
             DRAINS.remove(live.drain)
+            DRAINS.remove(feeds.drain)
             await live.drain()
+            await feeds.drain()
             stop.set()
             for task in tasks:
                 task.cancel()
@@ -142,9 +153,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             LifecycleController,
             AdminController,
             observability.MetricsController,
+            *(inspector_routes() if settings.inspector else ()),
         ],
         dependencies={"ctx": Provide(provide_ctx, sync_to_thread=False)},
-        state=State({"ctx": ctx, "oidc": oidc, "hub": hub, "live": live, "heartbeats": heartbeats}),
+        state=State({"ctx": ctx, "oidc": oidc, "hub": hub, "live": live, "heartbeats": heartbeats, "feeds": feeds}),
         lifespan=[lifespan],
         plugins=[ProblemDetailsPlugin(problems.config())],
         exception_handlers={Exception: problems.internal_error},

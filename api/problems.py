@@ -168,6 +168,7 @@ AUTH_CLOSE_CODES: dict[str, int] = {
     "token_expired": 4419,
     "session_expired": 4419,
     "session_revoked": 4403,
+    "admin_required": 4406,
     "session_closed": 4410,
     "session_not_connectable": 4409,
     "ticket_expired": 4408,
