@@ -34,6 +34,7 @@ from sessionflow.api.auth.keys import load_keys
 from sessionflow.api.auth.oidc import from_settings as oidc_from_settings
 from sessionflow.api.auth.tokens import AccessTokens
 from sessionflow.api.context import BEARER, AppContext, provide_ctx
+from sessionflow.api.fanout_redis import RedisFanout
 from sessionflow.api.heartbeats import SESSION_TOUCH_EVERY, Heartbeats
 from sessionflow.api.inspector.feed import Feeds
 from sessionflow.api.inspector.refusals import RefusalLog
@@ -101,7 +102,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         every=settings.ws_heartbeat_interval.total_seconds() / 2,
         session_touch_every=min(SESSION_TOUCH_EVERY, settings.session_idle_timeout.total_seconds() / 4),
     )
-    if ctx.db.is_postgresql:
+    transport = settings.fanout_transport()
+    redis_fanout: RedisFanout | None = None
+    if transport == "redis":
+        redis_fanout = RedisFanout(settings.redis_url, settings.redis_channel, hub, live.worker_id)
+        redis_fanout.install(ctx.service)
+    elif transport == "postgres":
         fanout.install_postgres_notify(ctx.service)
     else:
         fanout.install_in_process(ctx.service, hub)
@@ -112,7 +118,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        log.info("sessions stored in %s", settings.database_shown())
+        log.info("sessions stored in %s; fan-out: %s", settings.database_shown(), transport)
         hub.bind(asyncio.get_running_loop())
         observability.SESSIONS_BY_STATE.attach(ctx.db)
         stop = asyncio.Event()
@@ -122,7 +128,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         ]
         if run_sweeper:
             tasks.append(asyncio.create_task(sweep_periodically(ctx.service, settings.sweep_interval.total_seconds())))
-        if ctx.db.is_postgresql:
+        if redis_fanout is not None:
+            redis_fanout.bind(asyncio.get_running_loop())
+            tasks += [
+                asyncio.create_task(redis_fanout.publish(stop)),
+                asyncio.create_task(redis_fanout.subscribe(stop)),
+            ]
+        elif transport == "postgres":
             tasks.append(asyncio.create_task(fanout.listen(ctx.db, hub, stop=stop)))
         if settings.inspector:
             tasks.append(asyncio.create_task(refusals.run()))

@@ -29,6 +29,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 _MAY_BE_ZERO = {"refresh_reuse_window"}  # 0 turns the grace off
+FANOUTS = ("auto", "redis", "postgres", "local")
 
 log = logging.getLogger("sessionflow.settings")
 
@@ -80,6 +81,21 @@ class Settings:
         timedelta(seconds=5),
         "how often each worker checks its live sessions for changes it was not told of (made by another process, "
         "or a lost notification): the bound on their delay to the sockets",
+    )
+    fanout: str = setting(
+        "auto",
+        "how committed transitions reach WebSockets held by other workers: `redis` (published after commit to "
+        "`REDIS_URL`; for several workers or hosts), `postgres` (NOTIFY inside each transition's transaction: no "
+        "other service, but it serialises commits; see Fan-out), `local` (this process only), or `auto`: "
+        "`postgres` on PostgreSQL, `local` on SQLite",
+    )
+    redis_url: str = setting(
+        "",
+        "the Redis of `FANOUT=redis`, e.g. `redis://127.0.0.1:6379/0`",
+        secret=True,  # may carry a password
+    )
+    redis_channel: str = setting(
+        "sessionflow:transitions", "the Redis channel of `FANOUT=redis`; deployments sharing a Redis need their own"
     )
     ws_max_connections_per_session: int = setting(10, "live WebSockets one session may hold (4429 beyond)")
     ws_max_connections_per_address: int = setting(200, "live WebSockets per client address and worker (4429)")
@@ -170,6 +186,7 @@ class Settings:
             )
         if self.jwt_secret and len(self.jwt_secret.encode()) < 32:
             raise SettingsError(f"{PREFIX}JWT_SECRET must be at least 32 bytes")
+        self._validate_fanout(backend)
         if self.oidc_issuer and not (self.oidc_audience and self.oidc_jwks_url):
             raise SettingsError(f"{PREFIX}OIDC_ISSUER needs {PREFIX}OIDC_AUDIENCE and {PREFIX}OIDC_JWKS_URL")
         for name in (
@@ -188,6 +205,22 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, timedelta) and (value < timedelta(0) or (not value and f.name not in _MAY_BE_ZERO)):
                 raise SettingsError(f"{PREFIX}{f.name.upper()} must be a positive duration")
+
+    def _validate_fanout(self, backend: str) -> None:
+        if self.fanout not in FANOUTS:
+            raise SettingsError(f"{PREFIX}FANOUT must be one of {', '.join(FANOUTS)}, not {self.fanout!r}")
+        if self.fanout == "redis" and not self.redis_url:
+            raise SettingsError(f"{PREFIX}FANOUT=redis needs {PREFIX}REDIS_URL")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"{PREFIX}REDIS_URL must start with redis://, rediss:// or unix://")
+        if self.fanout == "postgres" and backend != "postgresql":
+            raise SettingsError(f"{PREFIX}FANOUT=postgres needs a PostgreSQL {PREFIX}DATABASE_URL")
+
+    def fanout_transport(self) -> str:
+        """The fan-out in use: ``FANOUT``, with ``auto`` resolved by the database."""
+        if self.fanout != "auto":
+            return self.fanout
+        return "postgres" if make_url(self.database_url).get_backend_name() == "postgresql" else "local"
 
     def database_shown(self) -> str:
         """The database as people should read it: a SQLite file's absolute path, never a password."""

@@ -151,8 +151,8 @@ def api_app_stubbed() -> Litestar:
     return create_app(Settings.from_env(), run_sweeper=False)
 
 
-def serve(app: Litestar, port: int) -> int:
-    """Serve ``app`` with the uvicorn settings ``sessionflow serve`` uses."""
+def serve(app: Any, port: int) -> int:
+    """Serve ``app`` (this script's Litestar apps, or ``bench/peer.py``'s peer) as ``sessionflow serve`` serves."""
     uvicorn.run(
         app,
         host=harness.HOST,
@@ -175,7 +175,7 @@ SERVE_MODES: dict[str, Callable[[], Litestar]] = {
 # -- load generation --------------------------------------------------------------------------
 
 WRK_SCRIPT = r"""
--- args: mode (event|login), file of "a b" lines, first line to use, path template
+-- args: mode (event|read|login|form-login), file of "a b" lines, first line to use, path template
 local next_tid = 0
 function setup(thread)
   thread:set("tid", next_tid)  -- thread t takes lines offset + t, offset + t + step, ...
@@ -194,9 +194,15 @@ function init(args)
         local body = '{"username":"' .. a .. '","password":"' .. b .. '"}'
         local headers = {["Host"] = wrk.host .. ":" .. wrk.port, ["Content-Type"] = "application/json"}
         reqs[#reqs + 1] = wrk.format("POST", template, headers, body)
+      elseif mode == "form-login" then
+        local body = "username=" .. a .. "&password=" .. b
+        local headers = {["Host"] = wrk.host .. ":" .. wrk.port,
+                         ["Content-Type"] = "application/x-www-form-urlencoded"}
+        reqs[#reqs + 1] = wrk.format("POST", template, headers, body)
       else
+        local method = (mode == "read") and "GET" or "POST"
         local headers = {["Host"] = wrk.host .. ":" .. wrk.port, ["Authorization"] = "Bearer " .. b}
-        reqs[#reqs + 1] = wrk.format("POST", string.format(template, a), headers, nil)
+        reqs[#reqs + 1] = wrk.format(method, string.format(template, a), headers, nil)
       end
     end
     i = i + 1
@@ -283,13 +289,19 @@ def generate(argv: Sequence[str]) -> int:
             if i < int(offset):
                 continue
             a, b = line.split()
-            if mode == "login":
-                body = json.dumps({"username": a, "password": b}, separators=(",", ":")).encode()
-                head = f"POST {template} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            if mode in ("login", "form-login"):
+                if mode == "login":
+                    body, kind = json.dumps({"username": a, "password": b}, separators=(",", ":")).encode(), "json"
+                else:
+                    body, kind = f"username={a}&password={b}".encode(), "x-www-form-urlencoded"
+                head = f"POST {template} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/{kind}\r\n"
                 requests.append(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
             else:
-                path_ = template % a
-                requests.append(f"POST {path_} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {b}\r\n\r\n".encode())
+                method, path_ = ("GET" if mode == "read" else "POST"), template.replace("%s", a)
+                head = f"{method} {path_} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {b}\r\n"
+                requests.append(
+                    f"{head}Content-Length: 0\r\n\r\n".encode() if method == "POST" else f"{head}\r\n".encode()
+                )
     load = asyncio.run(_drive(port, requests, int(connections), float(seconds)))
     print("BENCH " + json.dumps(load))
     return 0

@@ -80,7 +80,7 @@ def count_sessions_by_state(db: Database) -> dict[str, int]:
     s = table(Session).c
     with db.engine.connect() as connection:
         rows = connection.execute(select(s.state, func.count()).group_by(s.state)).all()
-    return dict.fromkeys(SESSION.states, 0) | dict(rows)
+    return dict.fromkeys(SESSION.states, 0) | {str(state): int(count) for state, count in rows}
 
 
 def history(

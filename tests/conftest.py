@@ -71,6 +71,26 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
+REDIS_URL = os.environ.get("SESSIONFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A reachable Redis for the fan-out tests (each test picks its own channel, so runs never cross)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3, socket_timeout=3)
+        client.ping()
+        client.close()
+    except (redis.RedisError, OSError) as exc:
+        reason = f"Redis not reachable at {REDIS_URL}: {type(exc).__name__}"
+        if IN_CI:
+            pytest.fail(f"{reason} (required under CI=true)")
+        pytest.skip(reason)
+    return REDIS_URL
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file, copied for each test (cheaper than migrating each time)."""

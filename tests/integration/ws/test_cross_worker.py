@@ -1,30 +1,37 @@
 """Two server processes on one PostgreSQL database: what happens on B reaches a connection held by A.
 
-Fan-out on PostgreSQL is ``pg_notify`` in the transition's transaction and a
-``LISTEN`` per worker (api/fanout.py). docs/protocol.md: revocation, logout and
-expiry reach every live connection of the session, on every worker,
-promptly: here, within one second.
+Every test runs on both fan-outs: ``postgres`` (``pg_notify`` in the
+transition's transaction and a ``LISTEN`` per worker, api/fanout.py) and
+``redis`` (published after commit, a subscriber per worker,
+api/fanout_redis.py). docs/protocol.md: revocation, logout and expiry reach
+every live connection of the session, on every worker, promptly: here,
+within one second.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import pytest
 
-from tests.integration.ws.conftest import Server, Servers, abort, expect_close, recv_type
+from tests.integration.ws.conftest import Server, Servers, abort, expect_close, free_port, recv_type
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 PROMPTLY = 1.0  # seconds from the HTTP call on B to the close frame on A
 
 
-@pytest.fixture(scope="module")
-def workers(make_server: Servers, postgres_url: str) -> tuple[Server, Server]:
-    """Processes A and B: different ports, one database, one signing secret (BASE_ENV)."""
-    servers = make_server.many({"worker-a": {}, "worker-b": {}}, database_url=postgres_url)
-    return servers["worker-a"], servers["worker-b"]
+@pytest.fixture(scope="module", params=["postgres", pytest.param("redis", marks=pytest.mark.redis)])
+def workers(request: pytest.FixtureRequest, make_server: Servers, postgres_url: str) -> tuple[Server, Server]:
+    """Processes A and B: different ports, one database, one signing secret (BASE_ENV), one fan-out."""
+    env = {"FANOUT": request.param}
+    if request.param == "redis":
+        env |= {"REDIS_URL": request.getfixturevalue("redis_url"), "REDIS_CHANNEL": f"test:{uuid.uuid4().hex}"}
+    names = (f"{request.param}-a", f"{request.param}-b")
+    servers = make_server.many(dict.fromkeys(names, env), database_url=postgres_url)
+    return servers[names[0]], servers[names[1]]
 
 
 def test_a_transition_on_b_reaches_a_connection_on_a(workers: tuple[Server, Server]) -> None:
@@ -119,3 +126,25 @@ def test_a_dead_workers_connection_is_dropped_by_a_surviving_worker(make_server:
     assert row["close_code"] is None, "nobody was left to send or record one"
     survivor.wait_state(login.session_id, "session_active", timeout=5)
     assert survivor.events(login.session_id)[-3:] == ["connect", "drop", "grace_elapsed"]
+
+
+def test_with_redis_unreachable_a_logout_on_b_reaches_a_within_the_resync_interval(
+    make_server: Servers, postgres_url: str
+) -> None:
+    """Publishing after commit can lose a notification (Redis down, a worker dying between commit and publish);
+    it never loses the transition: every worker re-reads its live sessions at the resync interval."""
+    nobody = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    env = {"FANOUT": "redis", "REDIS_URL": nobody, "WS_RESYNC_INTERVAL": "1"}
+    servers = make_server.many({"no-redis-a": env, "no-redis-b": env}, database_url=postgres_url)
+    a, b = servers["no-redis-a"], servers["no-redis-b"]
+    login = b.login()
+    with a.connect(login) as ws:
+        recv_type(ws, "welcome")
+        started = time.monotonic()
+        response = b.logout(login)
+        assert response.status_code == 200, response.text
+        closed = expect_close(ws, 4410, timeout=5, reason="the session is closed; log in again")
+    assert closed.at - started < 1.0 + PROMPTLY, f"closed {closed.at - started:.3f} s after the logout"
+    assert a.http.get("/api/ready").status_code == 200, "Redis is not needed to serve; only to deliver promptly"
+    assert "lost Redis" in a.output()
+    assert nobody not in a.output() + b.output()

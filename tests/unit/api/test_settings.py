@@ -51,6 +51,10 @@ def test_durations_feed_the_machines_timers() -> None:
         ("SESSIONFLOW_PORT", "0", "SESSIONFLOW_PORT must be at least 1"),
         ("SESSIONFLOW_SESSION_IDLE_TIMEOUT", "soon", "SESSIONFLOW_SESSION_IDLE_TIMEOUT"),
         ("SESSIONFLOW_SESSION_IDLE_TIMEOUT", "0", "positive duration"),
+        ("SESSIONFLOW_FANOUT", "kafka", "SESSIONFLOW_FANOUT must be one of auto, redis, postgres, local"),
+        ("SESSIONFLOW_FANOUT", "redis", "SESSIONFLOW_FANOUT=redis needs SESSIONFLOW_REDIS_URL"),
+        ("SESSIONFLOW_FANOUT", "postgres", "needs a PostgreSQL SESSIONFLOW_DATABASE_URL"),
+        ("SESSIONFLOW_REDIS_URL", "127.0.0.1:6379", "SESSIONFLOW_REDIS_URL must start with redis://"),
     ],
 )
 def test_unusable_values_name_the_variable(variable: str, value: str, message: str) -> None:
@@ -80,3 +84,18 @@ def test_unknown_variables_are_reported_not_fatal(caplog: pytest.LogCaptureFixtu
 def test_duration_syntax(text: str, expected: timedelta) -> None:
     """Durations are seconds, or a number with unit s, m, h or d."""
     assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("environ", "transport"),
+    [
+        ({}, "local"),
+        ({"SESSIONFLOW_DATABASE_URL": "postgresql://db.internal/sessions"}, "postgres"),
+        ({"SESSIONFLOW_FANOUT": "redis", "SESSIONFLOW_REDIS_URL": "redis://:pw@cache:6379/0"}, "redis"),
+        ({"SESSIONFLOW_DATABASE_URL": "postgresql://db.internal/sessions", "SESSIONFLOW_FANOUT": "local"}, "local"),
+    ],
+)
+def test_the_fanout_follows_the_database_unless_chosen(environ: dict[str, str], transport: str) -> None:
+    settings = Settings.from_env(environ)
+    assert settings.fanout_transport() == transport
+    assert "pw@" not in repr(settings), "a Redis password never reaches repr, so never a log line"
