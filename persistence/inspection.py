@@ -127,10 +127,16 @@ def overview(db: Database) -> Overview:
     return Overview(counts, marks["seq"], marks["refusal_seq"])
 
 
-def newest_seq(db: Database) -> int:
-    h = table(TransitionRecord).c
+def newest(db: Database) -> tuple[int, int]:
+    """The newest ``transitions.id`` and ``refusals.id`` (two primary-key lookups, however big the tables)."""
+    h, r = table(TransitionRecord).c, table(Refusal).c
+    statement = select(
+        select(func.coalesce(func.max(h.id), 0)).scalar_subquery(),
+        select(func.coalesce(func.max(r.id), 0)).scalar_subquery(),
+    )
     with db.engine.connect() as connection:
-        return int(connection.execute(select(func.coalesce(func.max(h.id), 0))).scalar_one())
+        seq, refusal_seq = connection.execute(statement).one()
+    return int(seq), int(refusal_seq)
 
 
 def transitions_after(db: Database, after: int, *, limit: int = PAGE) -> list[FeedTransition]:

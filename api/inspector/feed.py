@@ -151,14 +151,14 @@ class Feed:
 
     def _start(self) -> tuple[Cursor, Cursor, bool | None]:
         after, refusals_after = self._position("after"), self._position("refusals_after")
-        now = inspection.overview(self.ctx.db)
+        seq, refusal_seq = inspection.newest(self.ctx.db)
         gap_wait = GAP_WAIT if self.ctx.db.is_postgresql else 0.0
         if after is None:  # a new reader starts now; its counts come from GET /api/inspector/overview
-            return Cursor(now.seq, gap_wait), Cursor(now.refusal_seq, gap_wait), None
-        recovered = after <= now.seq and now.seq - after <= REPLAY_LIMIT
+            return Cursor(seq, gap_wait), Cursor(refusal_seq, gap_wait), None
+        recovered = after <= seq and seq - after <= REPLAY_LIMIT
         if not recovered:
-            after, refusals_after = now.seq, now.refusal_seq
-        refusals_after = now.refusal_seq if refusals_after is None else min(refusals_after, now.refusal_seq)
+            after, refusals_after = seq, refusal_seq
+        refusals_after = refusal_seq if refusals_after is None else min(refusals_after, refusal_seq)
         return Cursor(after, gap_wait), Cursor(refusals_after, gap_wait), recovered
 
     async def _follow(self, transitions: Cursor, refusals: Cursor) -> None:
