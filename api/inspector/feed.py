@@ -200,10 +200,12 @@ class Feed:
         return batches
 
     def _recheck(self) -> None:
-        """The admin's session must still stand (a logout or revocation ends the feed)."""
+        """The admin's session must still stand (a logout or revocation ends the feed), and its user be an admin."""
         assert self.principal is not None
         snapshot = self.ctx.service.get(SESSION.name, self.principal.session_id)
         require(snapshot.state, Purpose.CONNECT)
+        if not self.ctx.is_admin(self.principal):
+            raise Forbidden("the inspector's feed needs the admin role", code="admin_required")
 
     async def _send(self, message: dict[str, Any]) -> None:
         try:

@@ -214,3 +214,32 @@ def test_revoke_from_the_page_closes_that_sessions_sockets(
         assert server.state(other.session_id) == "ws_connected"
         assert server.history(user.session_id)[-1]["event"] == "revoke"
     assert inspector.errors == []
+
+
+def test_search_finds_sessions_by_user_by_state_and_by_id(
+    open_inspector: Callable[..., Inspector], server: Server
+) -> None:
+    first, second = server.login(), server.login()
+    server.logout(second)
+    inspector = open_inspector()
+    page = inspector.page
+
+    page.get_by_test_id("search-text").fill(first.username)
+    page.get_by_test_id("search").click()
+    page.get_by_test_id("results").wait_for()
+    assert first.session_id in page.get_by_test_id("results").inner_text()
+    assert second.session_id not in page.get_by_test_id("results").inner_text()
+
+    page.get_by_test_id("search-text").fill("")
+    page.get_by_test_id("search-state").select_option("closed")
+    page.get_by_test_id("search").click()
+    wait_js(
+        page, "id => document.querySelector(\"[data-testid='results']\")?.textContent.includes(id)", second.session_id
+    )
+    assert first.session_id not in page.get_by_test_id("results").inner_text()
+
+    page.get_by_test_id("search-text").fill(first.session_id)
+    page.get_by_test_id("search").click()
+    wait_js(page, "id => document.querySelector(\"[data-testid='session-id']\")?.textContent === id", first.session_id)
+    assert page.get_by_test_id("session-user").inner_text() == first.username
+    assert inspector.errors == []

@@ -57,8 +57,17 @@ def test_without_a_ticket_the_feed_closes_4401(feed_server: Server) -> None:
         expect_close(ws, 4401)
 
 
-def test_the_feed_carries_every_transition_of_a_login_connect_and_logout(feed_server: Server) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_server(request: pytest.FixtureRequest, feed_server: Server, make_server: Servers) -> Server:
+    """The module's SQLite server, or one on PostgreSQL (ids there can commit out of order)."""
+    if request.param == "sqlite":
+        return feed_server
+    return make_server("inspector-feed-pg", database_url=request.getfixturevalue("postgres_url"))
+
+
+def test_the_feed_carries_every_transition_of_a_login_connect_and_logout(any_server: Server) -> None:
     """Session and connection transitions arrive in global order, each tagged with its session."""
+    feed_server = any_server
     with open_feed(feed_server, feed_server.admin()) as ws:
         welcome = recv_json(ws)
         assert welcome["type"] == "welcome"
@@ -139,3 +148,13 @@ def test_revoking_the_admins_session_ends_its_feed(make_server: Servers) -> None
         recv_json(ws)
         assert server.revoke(admin.session_id).status_code == 200
         expect_close(ws, 4403, timeout=10)
+
+
+def test_switched_off_nothing_of_the_inspector_is_served(make_server: Servers) -> None:
+    """``SESSIONFLOW_INSPECTOR=false``: the page, its files, its reads and its feed are not there."""
+    server = make_server("inspector-off", INSPECTOR="false")
+    admin = server.admin()
+    assert server.http.get("/api/inspector").status_code == 404
+    assert server.http.get("/api/inspector/static/index.html").status_code == 404
+    assert server.http.get("/api/inspector/overview", headers=admin.headers).status_code == 404
+    assert server.http.get(f"/api/inspector/sessions/{admin.session_id}", headers=admin.headers).status_code == 404
