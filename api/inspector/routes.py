@@ -24,7 +24,7 @@ from sessionflow.api.context import BEARER_REQUIRED, Ctx
 from sessionflow.api.inspector.feed import feed_endpoint
 from sessionflow.api.problems import responses
 from sessionflow.lifecycle import SESSION, Actor, engine
-from sessionflow.persistence import inspection, queries
+from sessionflow.persistence import HistoryEntry, inspection, queries
 
 STATIC = Path(__file__).parent / "static"
 # The page loads only its own files, talks only to its own server, and is never framed.
@@ -50,39 +50,6 @@ class AllowedEvent(msgspec.Struct):
     actors: list[str]
 
 
-class InspectedConnection(msgspec.Struct):
-    connection_id: uuid.UUID
-    state: str
-    worker_id: str
-    created_at: datetime
-    updated_at: datetime
-    last_heartbeat_at: datetime | None
-    close_code: int | None
-    close_reason: str | None
-    timers: list[Timer]
-
-
-class TimelineItem(msgspec.Struct):
-    seq: int
-    event: str
-    from_state: str
-    to_state: str
-    actor: str
-    request_id: str | None
-    at: datetime
-
-
-class RefusalItem(msgspec.Struct):
-    machine: str
-    instance_id: uuid.UUID
-    event: str
-    state: str
-    code: str
-    reason: str
-    request_id: str | None
-    at: datetime
-
-
 class InspectedSession(msgspec.Struct):
     session_id: uuid.UUID
     state: str
@@ -93,9 +60,9 @@ class InspectedSession(msgspec.Struct):
     updated_at: datetime
     timers: list[Timer]
     allowed_events: list[AllowedEvent]
-    connections: list[InspectedConnection]
-    history: list[TimelineItem]  # oldest first, the first 500
-    refusals: list[RefusalItem]  # the session's and its connections', oldest first
+    connections: list[inspection.ConnectionRow]  # newest first
+    history: list[HistoryEntry]  # oldest first, the first 500
+    refusals: list[inspection.RefusalRow]  # the session's and its connections', oldest first
 
 
 class InspectorController(Controller):
@@ -152,27 +119,9 @@ class InspectorController(Controller):
             updated_at=row["updated_at"],
             timers=[Timer(name, due) for name, due in snapshot.timers.items()],
             allowed_events=[AllowedEvent(event, actors) for event, actors in allowed.items()],
-            connections=[
-                InspectedConnection(
-                    c.id,
-                    c.state,
-                    c.worker_id,
-                    c.created_at,
-                    c.updated_at,
-                    c.last_heartbeat_at,
-                    c.close_code,
-                    c.close_reason,
-                    [Timer("handshake", c.handshake_due_at), Timer("heartbeat", c.heartbeat_due_at)],
-                )
-                for c in connections
-            ],
-            history=[
-                TimelineItem(e.seq, e.event, e.from_state, e.to_state, e.actor, e.request_id, e.at) for e in history
-            ],
-            refusals=[
-                RefusalItem(r.machine, r.instance_id, r.event, r.state, r.code, r.reason, r.request_id, r.at)
-                for r in refusals
-            ],
+            connections=connections,
+            history=history,
+            refusals=refusals,
         )
 
 

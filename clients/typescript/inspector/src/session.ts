@@ -26,7 +26,7 @@ interface Inspected {
   timers: Timer[];
   allowed_events: { event: string; actors: string[] }[];
   connections: {
-    connection_id: string;
+    id: string;
     state: string;
     worker_id: string;
     created_at: string;
@@ -34,10 +34,20 @@ interface Inspected {
     last_heartbeat_at: string | null;
     close_code: number | null;
     close_reason: string | null;
-    timers: Timer[];
+    handshake_due_at: string | null;
+    heartbeat_due_at: string | null;
   }[];
-  history: { seq: number; event: string; from_state: string; to_state: string; actor: string; request_id: string | null; at: string }[];
-  refusals: { machine: string; instance_id: string; event: string; state: string; code: string; reason: string; request_id: string | null; at: string }[];
+  history: {
+    seq: number;
+    event: string;
+    from_state: string;
+    to_state: string;
+    actor: string;
+    request_id: string | null;
+    at: string;
+    detail: Record<string, unknown> | null;
+  }[];
+  refusals: { seq: number; machine: string; instance_id: string; event: string; state: string; code: string; reason: string; request_id: string | null; at: string }[];
 }
 
 function table(testid: string, headings: string[], rows: HTMLTableRowElement[], empty: string): HTMLElement {
@@ -110,7 +120,7 @@ export async function showSession(root: HTMLElement, api: Api, live: Live, id: s
     details.replaceChildren(
       h("section", { class: "wide" }, h("h3", {}, "Timeline"), table(
         "timeline",
-        ["seq", "time", "event", "actor", "from → to", "request id"],
+        ["seq", "time", "event", "actor", "from → to", "request id", "detail"],
         session.history.map((e) =>
           h(
             "tr",
@@ -121,6 +131,7 @@ export async function showSession(root: HTMLElement, api: Api, live: Live, id: s
             h("td", {}, e.actor),
             h("td", {}, `${e.from_state} → ${e.to_state}`),
             h("td", {}, h("code", {}, e.request_id ?? "")),
+            h("td", { class: "detail" }, Object.entries(e.detail ?? {}).map(([k, v]) => `${k}: ${String(v)}`).join(", ")),
           ),
         ),
         "no transitions yet",
@@ -134,11 +145,11 @@ export async function showSession(root: HTMLElement, api: Api, live: Live, id: s
           h(
             "tr",
             { class: c.state, "data-state": c.state },
-            h("td", {}, h("code", {}, c.connection_id.slice(0, 8))),
+            h("td", {}, h("code", {}, c.id.slice(0, 8))),
             h("td", {}, c.state),
             h("td", {}, clock(c.created_at)),
             h("td", {}, clock(c.last_heartbeat_at)),
-            h("td", {}, h("ul", {}, ...c.timers.filter((t) => t.due_at !== null).map(due))),
+            h("td", {}, h("ul", {}, ...[{ name: "handshake", due_at: c.handshake_due_at }, { name: "heartbeat", due_at: c.heartbeat_due_at }].filter((t) => t.due_at !== null).map(due))),
             h("td", {}, c.close_code === null ? "" : `${c.close_code} ${c.close_reason ?? ""}`),
           ),
         ),
@@ -180,7 +191,7 @@ export async function showSession(root: HTMLElement, api: Api, live: Live, id: s
     }, 100);
   };
   render(data);
-  const connections = (): Set<string> => new Set(data.connections.map((c) => c.connection_id));
+  const connections = (): Set<string> => new Set(data.connections.map((c) => c.id));
   const unsubscribe = live.subscribe((transitions, refusals) => {
     const mine = connections();
     if (
