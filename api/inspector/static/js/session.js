@@ -6,7 +6,7 @@
 import { ApiError } from "./api.js";
 import { Diagram } from "./diagram.js";
 import { clock, h, relative } from "./dom.js";
-import { SESSION_MACHINE } from "./generated/machines.js";
+import { CONNECTION_MACHINE, SESSION_MACHINE } from "./generated/machines.js";
 function table(testid, headings, rows, empty) {
     if (rows.length === 0)
         return h("p", { class: "empty", "data-testid": testid }, empty);
@@ -55,7 +55,7 @@ export async function showSession(root, api, live, id) {
         });
         header.replaceChildren(h("h2", {}, "Session ", h("code", { "data-testid": "session-id" }, session.session_id)), h("p", {}, "user ", h("b", { "data-testid": "session-user" }, session.username ?? "(none)"), " · state ", h("b", { "data-testid": "session-state", class: `state ${session.state}` }, session.state), ` · version ${session.version} · created ${clock(session.created_at)} · updated ${clock(session.updated_at)} `, revoke));
         diagram.drawPath(session.history.map((e) => ({ from: e.from_state, to: e.to_state })), session.state);
-        const live = session.connections.filter((c) => c.state === "open" || c.state === "connecting");
+        const live = session.connections.filter((c) => !CONNECTION_MACHINE.terminal.includes(c.state));
         details.replaceChildren(h("section", { class: "wide" }, h("h3", {}, "Timeline"), table("timeline", ["seq", "time", "event", "actor", "from → to", "request id", "detail"], session.history.map((e) => h("tr", { "data-seq": String(e.seq) }, h("td", { class: "number" }, String(e.seq)), h("td", { "data-at": e.at }, clock(e.at)), h("td", { class: "event" }, e.event), h("td", {}, e.actor), h("td", {}, `${e.from_state} → ${e.to_state}`), h("td", {}, h("code", {}, e.request_id ?? "")), h("td", { class: "detail" }, Object.entries(e.detail ?? {}).map(([k, v]) => `${k}: ${String(v)}`).join(", ")))), "no transitions yet")), h("section", {}, h("h3", {}, "Timers"), h("ul", { "data-testid": "timers" }, ...session.timers.filter((t) => t.due_at !== null).map(due))), h("section", {}, h("h3", {}, "Allowed events"), h("ul", { "data-testid": "allowed-events" }, ...session.allowed_events.map((a) => h("li", {}, h("b", {}, a.event), ` (${a.actors.join(", ")})`)))), h("section", { class: "wide" }, h("h3", {}, `Connections (${live.length} live)`), table("connections", ["connection", "state", "opened", "last heartbeat", "timers", "closed with"], session.connections.map((c) => h("tr", { class: c.state, "data-state": c.state }, h("td", {}, h("code", {}, c.id.slice(0, 8))), h("td", {}, c.state), h("td", {}, clock(c.created_at)), h("td", {}, clock(c.last_heartbeat_at)), h("td", {}, h("ul", {}, ...[{ name: "handshake", due_at: c.handshake_due_at }, { name: "heartbeat", due_at: c.heartbeat_due_at }].filter((t) => t.due_at !== null).map(due))), h("td", {}, c.close_code === null ? "" : `${c.close_code} ${c.close_reason ?? ""}`))), "no connections")), h("section", { class: "wide" }, h("h3", {}, "Refusals"), table("refusals", ["time", "machine", "event", "in state", "code", "reason", "request id"], session.refusals.map((r) => h("tr", {}, h("td", {}, clock(r.at)), h("td", {}, r.machine), h("td", {}, r.event), h("td", {}, r.state), h("td", {}, h("code", {}, r.code)), h("td", {}, r.reason), h("td", {}, h("code", {}, r.request_id ?? "")))), "no refusals")));
     };
     let pending = null;

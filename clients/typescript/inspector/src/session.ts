@@ -7,7 +7,7 @@
 import { type Api, ApiError } from "./api.js";
 import { Diagram } from "./diagram.js";
 import { clock, h, relative } from "./dom.js";
-import { SESSION_MACHINE } from "./generated/machines.js";
+import { CONNECTION_MACHINE, SESSION_MACHINE } from "./generated/machines.js";
 import type { Live } from "./live.js";
 
 interface Timer {
@@ -82,7 +82,7 @@ export async function showSession(root: HTMLElement, api: Api, live: Live, id: s
   const diagram = await Diagram.load(SESSION_MACHINE, pathSection);
 
   const render = (session: Inspected): void => {
-    const ended = SESSION_MACHINE.terminal.includes(session.state as never);
+    const ended = (SESSION_MACHINE.terminal as readonly string[]).includes(session.state);
     const revoke = h("button", { type: "button", class: "danger", "data-testid": "revoke" }, "Revoke");
     revoke.toggleAttribute("disabled", ended);
     let armed = false;
@@ -116,7 +116,7 @@ export async function showSession(root: HTMLElement, api: Api, live: Live, id: s
       ),
     );
     diagram.drawPath(session.history.map((e) => ({ from: e.from_state, to: e.to_state })), session.state);
-    const live = session.connections.filter((c) => c.state === "open" || c.state === "connecting");
+    const live = session.connections.filter((c) => !(CONNECTION_MACHINE.terminal as readonly string[]).includes(c.state));
     details.replaceChildren(
       h("section", { class: "wide" }, h("h3", {}, "Timeline"), table(
         "timeline",
