@@ -45,6 +45,7 @@ from sessionflow.api.routes.lifecycle import LifecycleController
 from sessionflow.api.routes.ops import health, ready
 from sessionflow.api.routes.sessions import SessionController
 from sessionflow.api.settings import Settings
+from sessionflow.api.touches import Touches
 from sessionflow.api.ws import Live, ws_endpoint
 from sessionflow.lifecycle import Clock, SystemClock
 from sessionflow.persistence import Database, TransitionService, migrate
@@ -102,6 +103,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         every=settings.ws_heartbeat_interval.total_seconds() / 2,
         session_touch_every=min(SESSION_TOUCH_EVERY, settings.session_idle_timeout.total_seconds() / 4),
     )
+    touches = Touches(ctx.service)
+    ctx.auth.defer_touches(touches)
     transport = settings.fanout_transport()
     redis_fanout: RedisFanout | None = None
     if transport == "redis":
@@ -124,6 +127,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         stop = asyncio.Event()
         tasks = [
             asyncio.create_task(heartbeats.run()),
+            asyncio.create_task(touches.run()),
             asyncio.create_task(fanout.resync_periodically(ctx.db, hub, settings.ws_resync_interval.total_seconds())),
         ]
         if run_sweeper:
@@ -152,6 +156,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await touches.flush()  # activity noted since the last batch still counts
             observability.SESSIONS_BY_STATE.detach(ctx.db)
             ctx.db.dispose()
 
