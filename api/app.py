@@ -36,9 +36,7 @@ from sessionflow.api.auth.tokens import AccessTokens
 from sessionflow.api.context import BEARER, AppContext, provide_ctx
 from sessionflow.api.fanout_redis import RedisFanout
 from sessionflow.api.heartbeats import SESSION_TOUCH_EVERY, Heartbeats
-from sessionflow.api.inspector.feed import Feeds
-from sessionflow.api.inspector.refusals import RefusalLog
-from sessionflow.api.inspector.routes import route_handlers as inspector_routes
+from sessionflow.api.inspector.assembly import Inspector
 from sessionflow.api.routes.admin import AdminController
 from sessionflow.api.routes.auth import AuthController
 from sessionflow.api.routes.lifecycle import LifecycleController
@@ -114,10 +112,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         fanout.install_postgres_notify(ctx.service)
     else:
         fanout.install_in_process(ctx.service, hub)
-    feeds = Feeds()
-    refusals = RefusalLog(ctx.db, ctx.service.clock)
-    if settings.inspector:
-        ctx.service.hooks.on_refused.append(refusals)
+    inspector = Inspector.install(ctx)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -140,16 +135,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             ]
         elif transport == "postgres":
             tasks.append(asyncio.create_task(fanout.listen(ctx.db, hub, stop=stop)))
-        if settings.inspector:
-            tasks.append(asyncio.create_task(refusals.run()))
-        DRAINS.extend((live.drain, feeds.drain))
+        tasks += [asyncio.create_task(job) for job in inspector.background()]
+        DRAINS.extend((live.drain, inspector.feeds.drain))
         try:
             yield
         finally:
             DRAINS.remove(live.drain)
-            DRAINS.remove(feeds.drain)
+            DRAINS.remove(inspector.feeds.drain)
             await live.drain()
-            await feeds.drain()
+            await inspector.feeds.drain()
             stop.set()
             for task in tasks:
                 task.cancel()
@@ -170,10 +164,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             LifecycleController,
             AdminController,
             observability.MetricsController,
-            *(inspector_routes() if settings.inspector else ()),
+            *inspector.routes(),
         ],
         dependencies={"ctx": Provide(provide_ctx, sync_to_thread=False)},
-        state=State({"ctx": ctx, "oidc": oidc, "hub": hub, "live": live, "heartbeats": heartbeats, "feeds": feeds}),
+        state=State(
+            {"ctx": ctx, "oidc": oidc, "hub": hub, "live": live, "heartbeats": heartbeats, "feeds": inspector.feeds}
+        ),
         lifespan=[lifespan],
         plugins=[ProblemDetailsPlugin(problems.config())],
         exception_handlers={Exception: problems.internal_error},
