@@ -40,6 +40,7 @@ from sessionflow.api.auth.tokens import AccessTokens
 from sessionflow.api.context import BEARER, AppContext, provide_ctx
 from sessionflow.api.fanout_redis import RedisFanout
 from sessionflow.api.heartbeats import SESSION_TOUCH_EVERY, Heartbeats
+from sessionflow.api.inspector.assembly import Inspector
 from sessionflow.api.revocations import revocations_endpoint
 from sessionflow.api.routes.admin import AdminController
 from sessionflow.api.routes.auth import AuthController
@@ -140,6 +141,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         fanout.install_postgres_notify(ctx.service)
     else:
         fanout.install_in_process(ctx.service, hub)
+    inspector = Inspector.install(ctx)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -167,12 +169,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             ]
         elif transport == "postgres":
             tasks.append(asyncio.create_task(fanout.listen(ctx.db, hub, stop=stop)))
-        DRAINS.append(live.drain)
+        tasks += [asyncio.create_task(job) for job in inspector.background()]
+        DRAINS.extend((live.drain, inspector.feeds.drain))
         try:
             yield
         finally:
             DRAINS.remove(live.drain)
+            DRAINS.remove(inspector.feeds.drain)
             await live.drain()
+            await inspector.feeds.drain()
             stop.set()
             for task in tasks:
                 task.cancel()
@@ -196,9 +201,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             AdminController,
             ServicesController,
             observability.MetricsController,
+            *inspector.routes(),
         ],
         dependencies={"ctx": Provide(provide_ctx, sync_to_thread=False)},
-        state=State({"ctx": ctx, "oidc": oidc, "hub": hub, "live": live, "heartbeats": heartbeats}),
+        state=State(
+            {"ctx": ctx, "oidc": oidc, "hub": hub, "live": live, "heartbeats": heartbeats, "feeds": inspector.feeds}
+        ),
         lifespan=[lifespan],
         plugins=[ProblemDetailsPlugin(problems.config())],
         exception_handlers={Exception: problems.internal_error},

@@ -165,6 +165,11 @@ class Settings:
     oidc_jwks_url: str = setting("", "where the provider publishes its signing keys")
     oidc_algorithms: tuple[str, ...] = setting(("RS256", "ES256", "EdDSA"), "algorithms accepted on ID tokens")
     oidc_username_claim: str = setting("preferred_username", "the ID-token claim a new user's name comes from")
+    inspector: bool = setting(
+        True,
+        "serve the lifecycle inspector at `/api/inspector`: a page for admins only (every read and its live feed "
+        "need an admin's token); `false` serves none of it",
+    )
     forwarded_allow_ips: str = setting(
         "",
         "comma-separated addresses (or networks) of your reverse proxies, whose `X-Forwarded-For` gives the client "
