@@ -43,16 +43,21 @@ from sessionflow.api.auth.browser import CSRF_HEADER
 from sessionflow.api.auth.flows import Flows
 from sessionflow.api.auth.keys import load_keys
 from sessionflow.api.auth.oidc import from_settings as oidc_from_settings
+from sessionflow.api.auth.services import ServiceAuth
 from sessionflow.api.auth.tokens import AccessTokens
 from sessionflow.api.context import BEARER, AppContext, provide_ctx
 from sessionflow.api.fanout_redis import RedisFanout
 from sessionflow.api.heartbeats import SESSION_TOUCH_EVERY, Heartbeats
+from sessionflow.api.inspector.assembly import Inspector
+from sessionflow.api.revocations import revocations_endpoint
 from sessionflow.api.routes.admin import AdminController
 from sessionflow.api.routes.auth import AuthController
 from sessionflow.api.routes.lifecycle import DIAGRAM_MEDIA_TYPES, LifecycleController
 from sessionflow.api.routes.ops import health, ready
+from sessionflow.api.routes.services import ServicesController
 from sessionflow.api.routes.sessions import SessionController
 from sessionflow.api.settings import Settings
+from sessionflow.api.touches import Touches
 from sessionflow.api.ws import Live, ws_endpoint
 from sessionflow.lifecycle import Clock, SystemClock
 from sessionflow.persistence import CONNECTIONS, Database, StoreUnavailable, TransitionService, migrate
@@ -117,6 +122,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> AppConte
         service=service,
         auth=Authenticator(service, access, idle_timeout=settings.session_idle_timeout),
         flows=Flows(service, access, settings),
+        services=ServiceAuth(db),
         schema_head=migrate.head(),
     )
 
@@ -132,6 +138,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         every=settings.ws_heartbeat_interval.total_seconds() / 2,
         session_touch_every=min(SESSION_TOUCH_EVERY, settings.session_idle_timeout.total_seconds() / 4),
     )
+    touches = Touches(ctx.service)
+    ctx.auth.defer_touches(touches)
     transport = settings.fanout_transport()
     redis_fanout: RedisFanout | None = None
     if transport == "redis":
@@ -141,6 +149,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         fanout.install_postgres_notify(ctx.service)
     else:
         fanout.install_in_process(ctx.service, hub)
+    inspector = Inspector.install(ctx)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -150,15 +159,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
         stop = asyncio.Event()
         tasks = [
             asyncio.create_task(heartbeats.run()),
+            asyncio.create_task(touches.run()),
             asyncio.create_task(fanout.resync_periodically(ctx.db, hub, settings.ws_resync_interval.total_seconds())),
         ]
         if run_sweeper:
-            sweeping = sweep_periodically(
-                ctx.service,
-                settings.sweep_interval.total_seconds(),
-                heartbeat_grace=settings.ws_heartbeat_interval.total_seconds(),
-            )
-            tasks.append(asyncio.create_task(sweeping))
+            interval, grace = settings.sweep_interval.total_seconds(), settings.ws_heartbeat_interval.total_seconds()
+            tasks.append(asyncio.create_task(sweep_periodically(ctx.service, interval, heartbeat_grace=grace)))
         if redis_fanout is not None:
             redis_fanout.bind(asyncio.get_running_loop())
             tasks += [
@@ -167,71 +173,80 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             ]
         elif transport == "postgres":
             tasks.append(asyncio.create_task(fanout.listen(ctx.db, hub, stop=stop)))
-        DRAINS.append(live.drain)
+        tasks += [asyncio.create_task(job) for job in inspector.background()]
+        DRAINS.extend((live.drain, inspector.feeds.drain))
         try:
             yield
         finally:
             DRAINS.remove(live.drain)
+            DRAINS.remove(inspector.feeds.drain)
             await live.drain()
+            await inspector.feeds.drain()
             stop.set()
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await touches.flush()  # activity noted since the last batch still counts
             observability.SESSIONS_BY_STATE.detach(ctx.db)
             ctx.db.dispose()
             log.info("application shutdown complete")
 
-    app = Litestar(
-        route_handlers=[
-            health,
-            ready,
-            ws_endpoint,
-            AuthController,
-            SessionController,
-            LifecycleController,
-            AdminController,
-            observability.MetricsController,
-        ],
-        dependencies={"ctx": Provide(provide_ctx, sync_to_thread=False)},
-        guards=[limits.json_bodies_only],
-        state=State({"ctx": ctx, "oidc": oidc, "hub": hub, "live": live, "heartbeats": heartbeats}),
-        lifespan=[lifespan],
-        plugins=[ProblemDetailsPlugin(problems.config())],
-        exception_handlers={Exception: problems.internal_error},
-        middleware=[
-            observability.request_id_middleware,
-            observability.prometheus().middleware,
-            observability.access_log().middleware,
-            limits.body_read_timeout(settings.body_read_timeout.total_seconds()),
-        ],
-        logging_config=observability.logging_config(settings.log_level),
-        openapi_config=OpenAPIConfig(
-            components=Components(
-                security_schemes={
-                    BEARER: SecurityScheme(
-                        type="http",
-                        scheme="bearer",
-                        bearer_format="JWT",
-                        description="An access token from POST /api/auth/login or /api/auth/refresh",
-                    )
-                }
+    return _complete_openapi(
+        Litestar(
+            route_handlers=[
+                health,
+                ready,
+                ws_endpoint,
+                revocations_endpoint,
+                AuthController,
+                SessionController,
+                LifecycleController,
+                AdminController,
+                ServicesController,
+                observability.MetricsController,
+                *inspector.routes(),
+            ],
+            dependencies={"ctx": Provide(provide_ctx, sync_to_thread=False)},
+            guards=[limits.json_bodies_only],
+            state=State(
+                {"ctx": ctx, "oidc": oidc, "hub": hub, "live": live, "heartbeats": heartbeats, "feeds": inspector.feeds}
             ),
-            title="sessionflow",
-            version=importlib.metadata.version("sessionflow"),
-            path="/api/schema",
-            render_plugins=[SwaggerRenderPlugin()],
-            description="Session and WebSocket lifecycles as persistent, enforced state machines.",
-        ),
-        request_max_body_size=64 * 1024,
-        cors_config=_cors(settings),
+            lifespan=[lifespan],
+            plugins=[ProblemDetailsPlugin(problems.config())],
+            exception_handlers={Exception: problems.internal_error},
+            middleware=[
+                observability.request_id_middleware,
+                observability.prometheus().middleware,
+                observability.access_log().middleware,
+                limits.body_read_timeout(settings.body_read_timeout.total_seconds()),
+            ],
+            logging_config=observability.logging_config(settings.log_level),
+            openapi_config=OpenAPIConfig(
+                components=Components(
+                    security_schemes={
+                        BEARER: SecurityScheme(
+                            type="http",
+                            scheme="bearer",
+                            bearer_format="JWT",
+                            description="An access token from POST /api/auth/login or /api/auth/refresh",
+                        )
+                    }
+                ),
+                title="sessionflow",
+                version=importlib.metadata.version("sessionflow"),
+                path="/api/schema",
+                render_plugins=[SwaggerRenderPlugin()],
+                description="Session and WebSocket lifecycles as persistent, enforced state machines.",
+            ),
+            request_max_body_size=64 * 1024,
+            cors_config=_cors(settings),
+        )
     )
-    _complete_openapi(app)
-    return app
 
 
-def _complete_openapi(app: Litestar) -> None:
+def _complete_openapi(app: Litestar) -> Litestar:
     """Say in the OpenAPI document what Litestar leaves out: bodies refuse unknown fields
     (``forbid_unknown_fields``: ``additionalProperties: false``) and the diagram route's media types."""
     spec = app.openapi_schema
@@ -247,6 +262,7 @@ def _complete_openapi(app: Litestar) -> None:
         if isinstance(ok, OpenAPIResponse):
             text = Schema(type=OpenAPIType.STRING)
             ok.content = {media_type: OpenAPIMediaType(schema=text) for media_type in DIAGRAM_MEDIA_TYPES.values()}
+    return app
 
 
 def _structs(base: type[msgspec.Struct]) -> Iterator[type[msgspec.Struct]]:

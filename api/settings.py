@@ -107,7 +107,11 @@ class Settings:
         "(a handshake from any other `Origin` closes 1008; one without `Origin`, not a browser, is allowed), "
         "call the API cross-origin with credentials (CORS) and refresh with the cookie",
     )
-    jwt_algorithm: str = setting("HS256", "`HS256`, or `EdDSA` or `RS256` with the key files below")
+    jwt_algorithm: str = setting(
+        "HS256",
+        "`HS256` for a single service (its secret is never published), or `EdDSA` (the default for several "
+        "services: public keys at `/api/auth/jwks`, rotated with `sessionflow keys rotate`) or `RS256`",
+    )
     jwt_secret: str = setting(
         "", "HS256 secret, 32 bytes or more; unset: generated into `JWT_SECRET_FILE`", secret=True
     )
@@ -116,8 +120,13 @@ class Settings:
         "where the generated HS256 secret is kept (owner-only); default: `sessionflow.secret` beside the "
         "SQLite file, or `$XDG_CONFIG_HOME/sessionflow/` for PostgreSQL",
     )
-    jwt_private_key_file: str = setting("", "PEM private key for EdDSA or RS256")
-    jwt_public_key_file: str = setting("", "PEM public key for EdDSA or RS256")
+    jwt_keys_dir: str = setting(
+        "",
+        "EdDSA or RS256 without key files: the directory of rotated keys (owner-only, generated on first start); "
+        "default: `sessionflow.keys/` beside the SQLite file, or `$XDG_CONFIG_HOME/sessionflow/keys/`",
+    )
+    jwt_private_key_file: str = setting("", "PEM private key for EdDSA or RS256: one fixed key pair, not rotated")
+    jwt_public_key_file: str = setting("", "PEM public key for EdDSA or RS256, with the private key file")
     jwt_issuer: str = setting("sessionflow", "`iss` of access tokens")
     jwt_audience: str = setting("sessionflow", "`aud` of access tokens")
     access_token_ttl: timedelta = setting(timedelta(minutes=15), "access token lifetime")
@@ -156,6 +165,11 @@ class Settings:
     oidc_jwks_url: str = setting("", "where the provider publishes its signing keys")
     oidc_algorithms: tuple[str, ...] = setting(("RS256", "ES256", "EdDSA"), "algorithms accepted on ID tokens")
     oidc_username_claim: str = setting("preferred_username", "the ID-token claim a new user's name comes from")
+    inspector: bool = setting(
+        True,
+        "serve the lifecycle inspector at `/api/inspector`: a page for admins only (every read and its live feed "
+        "need an admin's token); `false` serves none of it",
+    )
     forwarded_allow_ips: str = setting(
         "",
         "comma-separated addresses (or networks) of your reverse proxies, whose `X-Forwarded-For` gives the client "
@@ -215,10 +229,11 @@ class Settings:
             )
         if self.jwt_algorithm not in {"HS256", "EdDSA", "RS256"}:
             raise SettingsError(f"{PREFIX}JWT_ALGORITHM must be HS256, EdDSA or RS256, not {self.jwt_algorithm!r}")
-        if self.jwt_algorithm != "HS256" and not (self.jwt_private_key_file and self.jwt_public_key_file):
+        if bool(self.jwt_private_key_file) != bool(self.jwt_public_key_file):
+            raise SettingsError(f"{PREFIX}JWT_PRIVATE_KEY_FILE and {PREFIX}JWT_PUBLIC_KEY_FILE go together")
+        if self.jwt_algorithm == "HS256" and (self.jwt_private_key_file or self.jwt_keys_dir):
             raise SettingsError(
-                f"{PREFIX}JWT_ALGORITHM={self.jwt_algorithm} needs "
-                f"{PREFIX}JWT_PRIVATE_KEY_FILE and {PREFIX}JWT_PUBLIC_KEY_FILE"
+                f"{PREFIX}JWT_ALGORITHM=HS256 uses a secret, not key files: set {PREFIX}JWT_ALGORITHM=EdDSA"
             )
         if self.jwt_secret and len(self.jwt_secret.encode()) < 32:
             raise SettingsError(f"{PREFIX}JWT_SECRET must be at least 32 bytes")

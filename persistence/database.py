@@ -200,6 +200,9 @@ class Database:
         # SQLite takes one writer at a time anyway; in this process, writers queue on a lock in turn
         # instead of sleeping and retrying inside SQLite, which under load ran into the busy timeout.
         self._write_turn: threading.RLock | None = threading.RLock() if self.is_sqlite else None
+        # The read a thread has open, if any: reads nested inside it share its connection and transaction,
+        # so a request that authenticates and then answers from the store takes one read (see read()).
+        self._reading = threading.local()
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10, timeout: float | None = None) -> Database:
@@ -227,15 +230,27 @@ class Database:
         SQLite runs them in autocommit mode (no lock held beyond the statement);
         on PostgreSQL the pool rolls the connection back when it is returned.
         Authentication reads a session row per request: this path costs about
-        half of an ordinary SQLAlchemy connection's (bench/http.py).
+        half of an ordinary SQLAlchemy connection's (bench/http.py). A read
+        opened while this thread already has one open joins it: a route wraps
+        its authentication and its own reads in one ``read()`` and they take
+        one connection and one transaction. (Writes never join a read: they
+        take their own connection.)
         """
+        joined: Cursor | None = getattr(self._reading, "cursor", None)
+        if joined is not None:
+            yield joined
+            return
         raw = self._writer()
+        cursor = Cursor(raw.cursor())
+        self._reading.cursor = cursor
         try:
-            yield Cursor(raw.cursor())
+            yield cursor
         except BaseException as exc:
+            self._reading.cursor = None
             if (unavailable := self._hand_back(raw, exc)) is not None:
                 raise unavailable from exc
             raise
+        self._reading.cursor = None
         self._hand_back(raw, None)
 
     def _writer(self) -> Any:

@@ -86,6 +86,16 @@ class User(Base):
     __table_args__ = (UniqueConstraint("oidc_issuer", "oidc_subject"),)
 
 
+class RegisteredService(Base):
+    """Another service allowed to introspect tokens and receive revocations; only its secret's hash is kept."""
+
+    __tablename__ = "services"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # the client id of HTTP Basic
+    secret_hash: Mapped[str] = mapped_column(HASH)
+    created_at: Mapped[datetime]
+
+
 class Session(Base):
     __tablename__ = "sessions"
 
@@ -154,6 +164,27 @@ class TransitionRecord(Base):
     detail: Mapped[dict[str, Any] | None]
 
     __table_args__ = (UniqueConstraint("machine", "instance_id", "seq"),)
+
+
+class Refusal(Base):
+    """Events a machine refused, kept for the inspector: what was asked, in which state, and why (``code``).
+
+    Written after the refused transaction rolled back (nothing else of it is
+    stored), in batches; ``id`` orders them across every instance, as
+    ``transitions.id`` orders the history.
+    """
+
+    __tablename__ = "refusals"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    machine: Mapped[str] = mapped_column(NAME)
+    instance_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    event: Mapped[str] = mapped_column(NAME)
+    state: Mapped[str] = mapped_column(NAME)
+    code: Mapped[str] = mapped_column(NAME)
+    reason: Mapped[str] = mapped_column(String(200))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime]
 
 
 class RefreshToken(Base):

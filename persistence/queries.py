@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 
 from sessionflow.lifecycle import SESSION, ConnectionState
 from sessionflow.persistence import validate
@@ -106,9 +106,17 @@ def history(
 
 
 def live_connections(db: Database, session_id: object) -> list[uuid.UUID]:
-    """Ids of the session's connections that are open."""
+    """Ids of the session's connections that are open (a prepared read: every session GET asks)."""
     sid = validate.instance_id(session_id)
     c = table(Connection).c
-    query = select(c.id).where(and_(c.session_id == sid, c.state == str(ConnectionState.OPEN))).order_by(c.id)
-    with db.engine.connect() as connection:
-        return list(connection.scalars(query))
+    prepared = db.prepare(
+        "live_connections",
+        lambda: (
+            select(c.id)
+            .where(and_(c.session_id == bindparam("sid"), c.state == str(ConnectionState.OPEN)))
+            .order_by(c.id)
+        ),
+        (c.id.type,),
+    )
+    with db.read() as cursor:
+        return [row[0] for row in cursor.all(prepared, {"sid": sid})]
