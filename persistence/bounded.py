@@ -24,6 +24,13 @@ class BoundedConnection(psycopg.Connection[Any]):
 
     wait_timeout: float | None = None
 
+    def rollback(self) -> None:
+        """Roll back, unless the connection is already gone: then there is nothing to roll back, and the
+        pool's pre-ping replaces it (instead of logging the failed reset as an error with a traceback)."""
+        if self.closed:
+            return
+        super().rollback()
+
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         try:
             return super().wait(gen, interval=interval, timeout=timeout if timeout is not None else self.wait_timeout)
