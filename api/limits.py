@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection
-from litestar.enums import ScopeType
+from litestar.enums import RequestEncodingType, ScopeType
 from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
@@ -28,8 +28,9 @@ class UnsupportedMediaType(HTTPException):
     detail = "request bodies are JSON: send Content-Type: application/json"
 
 
-async def json_bodies_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard: a request body must say it is JSON, before anything reads it.
+async def json_bodies_only(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Guard: a request body must be of the media type its route reads, JSON unless the route declares
+    another (RFC 7662 introspection reads a form), before anything reads it.
 
     A cross-site HTML form can send ``text/plain``, ``application/x-www-form-urlencoded`` or
     ``multipart/form-data`` without a CORS preflight; a JSON body under such a type would let another
@@ -41,8 +42,20 @@ async def json_bodies_only(connection: ASGIConnection[Any, Any, Any, Any], _: Ba
     if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
         return
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    declared = _declared_body_type(handler)
+    if declared is not None and declared != RequestEncodingType.JSON:
+        if media_type != declared.value:
+            raise UnsupportedMediaType(detail=f"this route reads {declared.value}")
+        return
     if media_type not in JSON_TYPES and not (media_type.startswith("application/") and media_type.endswith("+json")):
         raise UnsupportedMediaType
+
+
+def _declared_body_type(handler: BaseRouteHandler) -> RequestEncodingType | None:
+    signature = getattr(handler, "parsed_fn_signature", None)
+    data = signature.parameters.get("data") if signature is not None else None
+    media_type = getattr(data.kwarg_definition, "media_type", None) if data is not None else None
+    return RequestEncodingType(media_type) if media_type is not None else None
 
 
 class BodyTimeout(HTTPException):
