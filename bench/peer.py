@@ -6,10 +6,10 @@ Usage::
     python bench/peer.py [--quick] [--postgres] [--repeats N] [--duration S] [--connections N]
                          [--login-clients N] [--generator wrk|python] [--strict]
 
-Two servers on loopback, one worker each, started the way their users start them: ``sessionflow serve``,
-and the peer (``bench/peer_app.py``) served by this script on the same server stack with the same
-settings. Each has its own database of the same kind: a temporary SQLite file each, or with
-``--postgres`` a temporary PostgreSQL database each on 127.0.0.1. Both check a stored credential on
+Two servers on loopback, one worker each: ``sessionflow serve``, and the peer (``bench/peer_app.py``)
+served by this script on the same server stack with the same settings (granian, as ``bench/http.py``).
+Each has its own database of the same kind: a temporary SQLite file each, or with ``--postgres`` a
+temporary PostgreSQL database each on 127.0.0.1. Both check a stored credential on
 every request and end it on logout, so the comparison is like for like:
 
 - **read**: sessionflow ``GET /api/session/{id}`` with that session's access token (the JWT, then the
@@ -70,9 +70,8 @@ UNUSED_HASH = "$argon2id$v=19$m=65536,t=3,p=4$bm90dXNlZA$bm90IGEgcmVhbCBoYXNoLCB
 
 
 def serve_peer(url: str, port: int) -> int:
-    from bench.peer_app import create_peer_app  # the peer's process only: the script itself needs none of it
-
-    return http_bench.serve(create_peer_app(url), port)
+    os.environ["PEER_DATABASE_URL"] = url  # granian's worker builds the app from it (bench.peer_app:from_env)
+    return http_bench.serve("bench.peer_app:from_env", port)
 
 
 # -- the peer's database ----------------------------------------------------------------------------
@@ -329,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"  fastapi-users {harness.package_version('fastapi-users')} (fastapi {harness.package_version('fastapi')})"
         )
-        print(f"  litestar      {harness.package_version('litestar')}, uvicorn {harness.package_version('uvicorn')}")
+        print(f"  litestar      {harness.package_version('litestar')}, granian {harness.package_version('granian')}")
         print(f"  database      {database}")
         print(f"  generator     {generator.describe()}")
         passed = run(stack, args, generator, plan, ours_url, peer_url)
