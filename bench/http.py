@@ -667,6 +667,36 @@ def environment(generator: Generator, database: str) -> None:
     print(f"  note        the generator, the four servers and this script share the {os.cpu_count()} cpus")
 
 
+def add_load_options(parser: argparse.ArgumentParser, *, repeats: int, connections: int) -> None:
+    """The options every HTTP load benchmark shares: block length, repeats, connections, generator."""
+    add = parser.add_argument
+    add("--quick", action="store_true", help="shorter blocks, fewer repeats (a smoke run, noisier)")
+    add("--repeats", type=int, help=f"blocks per variant (default {repeats}, quick {max(2, (repeats + 1) // 2)})")
+    add("--duration", type=int, help=f"seconds per block, 1..{MAX_BLOCK} (default 3, quick 2)")
+    add("--connections", type=int, default=connections, help=f"keep-alive connections (default {connections})")
+    add("--generator", choices=("wrk", "python"), help="default: wrk if installed, else python")
+
+
+def plan_from(parser: argparse.ArgumentParser, args: argparse.Namespace, *, repeats: int) -> Plan:
+    """The plan ``add_load_options``' values describe; out-of-range values end the run with a usage error."""
+    plan = Plan(
+        connections=args.connections,
+        seconds=args.duration or (2 if args.quick else 3),
+        repeats=args.repeats or (max(2, (repeats + 1) // 2) if args.quick else repeats),
+        warm_up=1 if args.quick else 2,
+    )
+    if not (1 <= plan.repeats <= 50 and 1 <= plan.seconds <= MAX_BLOCK and 1 <= plan.connections <= 256):
+        parser.error(f"keep --repeats in 1..50, --duration in 1..{MAX_BLOCK} and --connections in 1..256")
+    return plan
+
+
+def generator_kind(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    kind: str = args.generator or ("wrk" if shutil.which("wrk") else "python")
+    if kind == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is not installed (apt-get install wrk); or use --generator python")
+    return kind
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] and argv[0] in SERVE_MODES:  # one of the servers, in its own process
@@ -675,29 +705,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return generate(argv[1:])
     harness.line_buffered_stdout()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="shorter blocks, fewer repeats (a smoke run, noisier)")
-    parser.add_argument("--repeats", type=int, help="blocks per variant (default 5, quick 3)")
-    parser.add_argument("--duration", type=int, help=f"seconds per block, 1..{MAX_BLOCK} (default 3, quick 2)")
-    parser.add_argument("--connections", type=int, default=8, help="keep-alive connections (default 8)")
+    add_load_options(parser, repeats=5, connections=8)
     parser.add_argument("--login-clients", type=int, default=4, help="clients in the login phase (default 4)")
     parser.add_argument("--postgres", action="store_true", help="serve from a temporary PostgreSQL database")
     parser.add_argument("--postgres-url", default=harness.DEFAULT_POSTGRES_URL, help="loopback server for --postgres")
-    parser.add_argument("--generator", choices=("wrk", "python"), help="default: wrk if installed, else python")
     parser.add_argument("--strict", action="store_true", help="exit 1 if the target is missed")
     args = parser.parse_args(argv)
-    plan = Plan(
-        connections=args.connections,
-        seconds=args.duration or (2 if args.quick else 3),
-        repeats=args.repeats or (3 if args.quick else 5),
-        warm_up=1 if args.quick else 2,
-    )
-    if not (1 <= plan.repeats <= 50 and 1 <= plan.seconds <= MAX_BLOCK and 1 <= plan.connections <= 256):
-        parser.error(f"keep --repeats in 1..50, --duration in 1..{MAX_BLOCK} and --connections in 1..256")
+    plan = plan_from(parser, args, repeats=5)
     if not 1 <= args.login_clients <= 64:
         parser.error("keep --login-clients in 1..64")
-    kind = args.generator or ("wrk" if shutil.which("wrk") else "python")
-    if kind == "wrk" and not shutil.which("wrk"):
-        parser.error("wrk is not installed (apt-get install wrk); or use --generator python")
+    kind = generator_kind(parser, args)
 
     harness.interrupt_on_sigterm()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
