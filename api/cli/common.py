@@ -23,9 +23,12 @@ def _sqlite_file(url: str) -> Path | None:
 
 
 @contextmanager
-def database(settings: Settings, *, create: bool = False, require_schema: bool = True) -> Iterator[Database]:
+def database(
+    settings: Settings, *, create: bool = False, require_schema: bool = True, bounded: bool = False
+) -> Iterator[Database]:
     """The database the server would use, from the same settings; said on stderr, then disposed of.
 
+    With ``bounded``, every wait on it is bounded by ``SESSIONFLOW_DATABASE_TIMEOUT``, as in the server.
     Unless ``create``, a SQLite file that does not exist is an error instead
     of a new empty database: the server's database is elsewhere. Unless told
     otherwise, a schema that is not at head is an error too.
@@ -37,7 +40,8 @@ def database(settings: Settings, *, create: bool = False, require_schema: bool =
             f"no database at {path}. The server uses {PREFIX}DATABASE_URL (default: sessionflow.db in the "
             "directory it was started from): run this there or set the variable; `sessionflow migrate` creates one"
         )
-    db = Database.from_url(settings.database_url, pool_size=min(settings.pool_size, 2))
+    timeout = settings.database_timeout.total_seconds() if bounded else None  # migrations take what they need
+    db = Database.from_url(settings.database_url, pool_size=min(settings.pool_size, 2), timeout=timeout)
     try:
         if require_schema and not migrate.is_at_head(db):
             raise CommandFailed("the database schema is not at the current version; run `sessionflow migrate` first")

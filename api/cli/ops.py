@@ -90,12 +90,28 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sweep(args: argparse.Namespace, settings: Settings) -> int:
-    from sessionflow.persistence import TransitionService
+    from sessionflow.persistence import CONNECTIONS, StoreUnavailable, TransitionService
 
-    with database(settings) as db:
+    with database(settings, bounded=args.every is not None) as db:
         service = TransitionService(db, durations=settings.durations())
+        outage, grace_until = False, 0.0
         while True:
-            fired = service.sweep()
+            # As in the server's sweeper (api/app.py): after an outage, connections' timers wait a heartbeat
+            # interval for the pongs the workers kept meanwhile.
+            skip = (CONNECTIONS.name,) if outage or time.monotonic() < grace_until else ()
+            try:
+                fired = service.sweep(skip=skip)
+            except StoreUnavailable as exc:
+                if args.every is None:
+                    raise CommandFailed(f"the store is unavailable ({type(exc.__cause__ or exc).__name__})") from None
+                if not outage:
+                    print(f"sessionflow: store unavailable; retrying every {args.every} s", file=sys.stderr)
+                outage = True
+                time.sleep(args.every)
+                continue
+            if outage:
+                print("sessionflow: the store is available again", file=sys.stderr)
+                outage, grace_until = False, time.monotonic() + settings.ws_heartbeat_interval.total_seconds()
             for applied in fired:
                 print(
                     f"{applied.machine} {applied.instance_id}: "

@@ -11,9 +11,13 @@ not closed 4504 because its pongs could not be written meanwhile.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import make_url
@@ -141,3 +145,39 @@ def _outage(server: Server, proxy: Proxy, outage: str, login: Login, answering: 
     time.sleep(4 * HEARTBEAT)  # past the sweeper's grace and a heartbeat timer: the socket must still be open
     assert answering.closed is None, f"a healthy WebSocket was closed after the outage: {answering.closed}"
     assert answering.unexpected == []
+
+
+def test_the_standalone_sweeper_rides_out_an_outage(postgres_url: str, proxy: Proxy, tmp_path: Path) -> None:
+    """`sessionflow sweep --every` says once that the store is away and once that it is back; no traceback."""
+    through_proxy = make_url(postgres_url).set(host="127.0.0.1", port=proxy.port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONFLOW_")}
+    env |= {"SESSIONFLOW_DATABASE_URL": through_proxy.render_as_string(hide_password=False)}
+    env |= {"SESSIONFLOW_DATABASE_TIMEOUT": "1"}
+    log = tmp_path / "sweeper.log"
+    with log.open("w") as out:
+        sweeper = subprocess.Popen(
+            [sys.executable, "-m", "sessionflow.api.cli", "sweep", "--every", "0.2"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "sessionflow: database" not in log.read_text():  # started, and checking the schema
+            assert sweeper.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        time.sleep(1.5)  # sweeping
+        proxy.refuse()
+        time.sleep(2)
+        proxy.heal()
+        time.sleep(1.5)
+        assert sweeper.poll() is None, log.read_text()
+    finally:
+        proxy.heal()
+        sweeper.terminate()
+        sweeper.wait(timeout=10)
+    stderr = log.read_text()
+    assert stderr.count("store unavailable") == 1, stderr
+    assert stderr.count("available again") == 1, stderr
+    assert "Traceback" not in stderr
