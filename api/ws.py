@@ -77,6 +77,7 @@ class Connection:
 
     async def run(self) -> None:
         await self.socket.accept()
+        log.info("WebSocket %s accepted", self.socket.url.path)  # the path only: tickets travel in the query
         queue: asyncio.Queue[Any] | None = None
         try:
             self._check_origin()
