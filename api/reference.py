@@ -132,7 +132,8 @@ def routes_table(app: Litestar) -> str:
     for route in sorted(app.routes, key=lambda r: r.path):
         path = _plain(route.path)
         if isinstance(route, WebSocketRoute):
-            rows.append(_row("WebSocket", f"`{path}`", "the live channel (docs/protocol.md)"))
+            summary = (route.route_handler.fn.__doc__ or "the live channel").strip().splitlines()[0]
+            rows.append(_row("WebSocket", f"`{path}`", summary))
             continue
         if not isinstance(route, HTTPRoute) or path == "/api/schema/{path}":
             continue
