@@ -151,7 +151,14 @@ def _http(exc: HTTPException) -> ProblemDetailsException:
         return problem(400, "invalid_request", "The request is malformed", str(exc.detail), errors=exc.extra or [])
     if isinstance(exc, NotFoundException):
         return problem(404, "not_found", "Nothing here", str(exc.detail))
-    codes = {400: "invalid_request", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+    codes = {
+        400: "invalid_request",
+        405: "method_not_allowed",
+        408: "request_timeout",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
+        499: "client_closed_request",
+    }
     code = codes.get(exc.status_code, f"http_{exc.status_code}")
     return problem(exc.status_code, code, str(exc.detail), headers=exc.headers)
 

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from litestar import Litestar
 from litestar.routes import HTTPRoute, WebSocketRoute
@@ -27,7 +28,7 @@ from litestar.routes import HTTPRoute, WebSocketRoute
 from sessionflow.api.diagrams import markers, mermaid_block, sync_blocks, write_files
 from sessionflow.api.errors import DiagramError
 from sessionflow.api.settings import PREFIX, Settings
-from sessionflow.lifecycle import CLIENT, MACHINES, SESSION, Actor, Definition, protocol
+from sessionflow.lifecycle import CLIENT, CONNECTION, MACHINES, SESSION, Actor, Definition, protocol
 from sessionflow.lifecycle import access as sessionflow_access
 
 
@@ -76,6 +77,11 @@ def close_codes_table() -> str:
 
 # Routes Litestar's plugins add, which carry no summary of ours.
 _BUILT_IN = {
+    "/api/ws": "the live channel (docs/protocol.md)",
+    "/api/inspector": "the inspector page, for admins (docs/inspector.md)",
+    "/api/inspector/static/{file_path}": "the inspector page's files (HTML, CSS, JavaScript; no CDN)",
+    "/api/inspector/feed": "every transition and refusal the store records, live, for admins (docs/inspector.md)",
+    "/api/services/revocations": "revocations as they happen, for registered services (docs/services.md)",
     "/api/metrics": "Prometheus metrics (docs/operations.md)",
     "/api/schema": "the API docs page (Swagger UI; its scripts come from a CDN)",
     "/api/schema/swagger": "the same page",
@@ -132,8 +138,7 @@ def routes_table(app: Litestar) -> str:
     for route in sorted(app.routes, key=lambda r: r.path):
         path = _plain(route.path)
         if isinstance(route, WebSocketRoute):
-            summary = (route.route_handler.fn.__doc__ or "the live channel").strip().splitlines()[0]
-            rows.append(_row("WebSocket", f"`{path}`", summary))
+            rows.append(_row("WebSocket", f"`{path}`", _BUILT_IN[path]))
             continue
         if not isinstance(route, HTTPRoute) or path == "/api/schema/{path}":
             continue
@@ -168,21 +173,16 @@ def blocks() -> dict[str, str]:
 TYPESCRIPT_DEFINITIONS = Path("clients/typescript/src/generated/lifecycle.ts")
 
 
-def typescript_definitions() -> str:
-    """The client machine, the session states' access and the close codes, as a TypeScript module.
-
-    The TypeScript client runs the same client machine as the Python one, from this data; the module is
-    committed and checked for drift like the diagrams, so the two clients cannot drift apart.
-    """
-    client = CLIENT
-    machine = {
-        "name": client.name,
-        "initial": str(client.initial),
-        "terminal": sorted(str(state) for state in client.terminal),
-        "states": [str(state) for state in client.states],
+def machine_data(definition: Definition) -> dict[str, Any]:
+    """A machine's definition as the TypeScript modules hold it."""
+    return {
+        "name": definition.name,
+        "initial": str(definition.initial),
+        "terminal": sorted(str(state) for state in definition.terminal),
+        "states": [str(state) for state in definition.states],
         "events": {
             str(name): {"firedBy": sorted(str(actor) for actor in spec.fired_by), "description": spec.description}
-            for name, spec in client.events.items()
+            for name, spec in definition.events.items()
         },
         "transitions": [
             {
@@ -190,7 +190,7 @@ def typescript_definitions() -> str:
                 "sources": [str(source) for source in row.sources],
                 "dest": str(row.dest) if row.dest is not None else None,
             }
-            for row in client.transitions
+            for row in definition.transitions
         ],
         "timers": [
             {
@@ -200,9 +200,36 @@ def typescript_definitions() -> str:
                 "defaultSeconds": timer.default.total_seconds(),
                 "policy": str(timer.policy),
             }
-            for timer in client.timers
+            for timer in definition.timers
         ],
     }
+
+
+INSPECTOR_DEFINITIONS = Path("clients/typescript/inspector/src/generated/machines.ts")
+
+
+def inspector_definitions() -> str:
+    """The session and connection machines, as the inspector page draws and counts them."""
+
+    def literal(value: object) -> str:
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+    return (
+        "// Generated from the lifecycle definitions by `sessionflow diagrams`. Do not edit.\n"
+        "// The machines the server runs (lifecycle/session.py, lifecycle/connection.py), for the inspector page.\n\n"
+        f"export const SESSION_MACHINE = {literal(machine_data(SESSION))} as const;\n\n"
+        f"export const CONNECTION_MACHINE = {literal(machine_data(CONNECTION))} as const;\n"
+    )
+
+
+def typescript_definitions() -> str:
+    """The client machine, the session states' access and the close codes, as a TypeScript module.
+
+    The TypeScript client runs the same client machine as the Python one, from this data; the module is
+    committed and checked for drift like the diagrams, so the two clients cannot drift apart.
+    """
+    client = CLIENT
+    machine = machine_data(client)
     access = {str(state): str(sessionflow_access(state)) for state in SESSION.states}
     close_codes = [
         {"code": row.code, "name": row.name, "meaning": row.meaning, "action": str(row.action), "retry": row.retry}
@@ -242,11 +269,14 @@ def generate(root: Path, *, check: bool) -> list[Path]:
             raise DiagramError(f"{path} has markers for blocks nobody generates: {', '.join(sorted(unknown))}")
     differed = write_files(root / "diagrams", MACHINES.values(), check=check)
     differed += [path for path in documents(root) if sync_blocks(path, generated, check=check)]
-    typescript = root / TYPESCRIPT_DEFINITIONS
-    content = typescript_definitions()
-    if not typescript.is_file() or typescript.read_text(encoding="utf-8") != content:
-        differed.append(typescript)
-        if not check:
-            typescript.parent.mkdir(parents=True, exist_ok=True)
-            typescript.write_text(content, encoding="utf-8", newline="\n")
+    for relative, content in (
+        (TYPESCRIPT_DEFINITIONS, typescript_definitions()),
+        (INSPECTOR_DEFINITIONS, inspector_definitions()),
+    ):
+        typescript = root / relative
+        if not typescript.is_file() or typescript.read_text(encoding="utf-8") != content:
+            differed.append(typescript)
+            if not check:
+                typescript.parent.mkdir(parents=True, exist_ok=True)
+                typescript.write_text(content, encoding="utf-8", newline="\n")
     return differed

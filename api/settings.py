@@ -98,7 +98,9 @@ class Settings:
         "sessionflow:transitions", "the Redis channel of `FANOUT=redis`; deployments sharing a Redis need their own"
     )
     ws_max_connections_per_session: int = setting(10, "live WebSockets one session may hold (4429 beyond)")
-    ws_max_connections_per_address: int = setting(200, "live WebSockets per client address and worker (4429)")
+    ws_max_connections_per_address: int = setting(
+        200, "live WebSockets per client address, counted in the store across every worker and host (4429)"
+    )
     allowed_origins: tuple[str, ...] = setting(
         (),
         "comma-separated origins of the browser apps allowed to use this server: they may open WebSockets "
@@ -141,16 +143,54 @@ class Settings:
     )
     ws_ticket_ttl: timedelta = setting(timedelta(seconds=30), "WebSocket ticket lifetime")
     max_sessions_per_user: int = setting(10, "sessions a user may hold at once; login beyond is refused (409)")
-    login_limit_per_user: int = setting(5, "login attempts per username per window (429 beyond)")
-    login_limit_per_address: int = setting(20, "login attempts per client address per window (429 beyond)")
-    login_limit_window: timedelta = setting(timedelta(minutes=1), "the login rate-limit window")
+    login_limit_per_user: int = setting(
+        5,
+        "failed logins per username from one client address per window; beyond, that address gets 429 for that "
+        "username (the right password too), while the user can still log in from anywhere else",
+    )
+    login_limit_per_address: int = setting(
+        20,
+        "failed logins per client address per window, whatever the usernames (429 beyond); successful logins do "
+        "not count, so many users behind one NAT address can log in",
+    )
+    login_limit_window: timedelta = setting(timedelta(minutes=1), "the window of the two limits above")
+    login_limit_per_account: int = setting(
+        100,
+        "failed logins per username from all addresses per `LOGIN_ACCOUNT_WINDOW` (429 beyond): the ceiling on a "
+        "guessing attack spread over many addresses (OWASP ASVS: at most 100 failures an hour)",
+    )
+    login_account_window: timedelta = setting(timedelta(hours=1), "the window of `LOGIN_LIMIT_PER_ACCOUNT`")
     oidc_issuer: str = setting("", "accept ID tokens from this identity provider at login (off while empty)")
     oidc_audience: str = setting("", "the `aud` ID tokens must carry")
     oidc_jwks_url: str = setting("", "where the provider publishes its signing keys")
     oidc_algorithms: tuple[str, ...] = setting(("RS256", "ES256", "EdDSA"), "algorithms accepted on ID tokens")
     oidc_username_claim: str = setting("preferred_username", "the ID-token claim a new user's name comes from")
+    inspector: bool = setting(
+        True,
+        "serve the lifecycle inspector at `/api/inspector`: a page for admins only (every read and its live feed "
+        "need an admin's token); `false` serves none of it",
+    )
     forwarded_allow_ips: str = setting(
-        "127.0.0.1", "comma-separated proxy addresses whose `X-Forwarded-For` is trusted"
+        "",
+        "comma-separated addresses (or networks) of your reverse proxies, whose `X-Forwarded-For` gives the client "
+        "address; empty: trust none, so no process can pick the address its rate limits count against",
+    )
+    database_timeout: timedelta = setting(
+        timedelta(seconds=2),
+        "longest wait for the database at each step (a pooled connection, connecting, one statement); beyond it "
+        "a request answers 503 with `Retry-After` and a WebSocket closes 4503, within this plus the larger of this "
+        "and 2 s, plus a second",
+    )
+    header_read_timeout: timedelta = setting(
+        timedelta(seconds=10), "a client must send a request's complete head (or a WebSocket handshake) this soon"
+    )
+    header_limit: int = setting(
+        32 * 1024,
+        "bytes of request head (request line and headers) read, checked after each read of the socket (so a head "
+        "up to about twice this may pass); beyond, 431 and the socket closed",
+    )
+    body_read_timeout: timedelta = setting(
+        timedelta(seconds=10), "a client must send a request's complete body this soon after its head (408 beyond)"
     )
 
     @classmethod
@@ -201,8 +241,10 @@ class Settings:
             "max_sessions_per_user",
             "login_limit_per_user",
             "login_limit_per_address",
+            "login_limit_per_account",
             "ws_max_connections_per_session",
             "ws_max_connections_per_address",
+            "header_limit",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")

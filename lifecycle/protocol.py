@@ -38,6 +38,13 @@ CLOSE_CODES: tuple[CloseCode, ...] = (
     CloseCode(4401, "unauthorized", "missing, invalid or forged credentials", ClientAction.LOG_IN, retry=False),
     CloseCode(4403, "revoked", "session revoked", ClientAction.LOG_IN, retry=False),
     CloseCode(
+        4406,
+        "forbidden",
+        "authenticated, but without the role this needs (the inspector's feed: admin)",
+        ClientAction.STOP,
+        retry=False,
+    ),
+    CloseCode(
         4408, "ticket_expired", "authentication or ticket expired before use", ClientAction.NEW_TICKET, retry=True
     ),
     CloseCode(
@@ -64,6 +71,7 @@ REFUSAL_CLOSE_CODES: dict[str, int] = {
     "token_expired": 4419,
     "session_expired": 4419,
     "session_revoked": 4403,
+    "admin_required": 4406,
     "session_closed": 4410,
     "session_not_connectable": 4409,
     "ticket_expired": 4408,

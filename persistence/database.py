@@ -31,14 +31,21 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from sessionflow.persistence.bounded import bound_waits
 from sessionflow.persistence.errors import StoreUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
-def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
-    """An engine configured for sessionflow's access pattern on SQLite or PostgreSQL."""
+def create_db_engine(url: str, *, pool_size: int = 10, timeout: float | None = None, echo: bool = False) -> Engine:
+    """An engine configured for sessionflow's access pattern on SQLite or PostgreSQL.
+
+    With ``timeout`` (seconds), no single wait on the database lasts longer: a connection from the pool,
+    SQLite's busy wait, and on PostgreSQL connecting and each exchange with the server (api/ serves
+    with one; migrations and commands wait as long as they need).
+    """
     parsed = make_url(url)
+    bounded = {} if timeout is None else {"pool_timeout": timeout}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +56,7 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
             echo=echo,
             hide_parameters=True,  # bound values include password and token hashes: never in errors or logs
+            **bounded,
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
@@ -56,9 +64,18 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(
-            parsed, pool_size=pool_size, max_overflow=2 * pool_size, pool_pre_ping=True, echo=echo, hide_parameters=True
+        engine = create_engine(
+            parsed,
+            pool_size=pool_size,
+            max_overflow=2 * pool_size,
+            pool_pre_ping=True,
+            echo=echo,
+            hide_parameters=True,
+            **bounded,
         )
+        if timeout is not None:
+            bound_waits(engine, timeout)
+        return engine
     raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
 
 
@@ -162,8 +179,9 @@ class Prepared:
 class Database:
     """One engine plus the compiled statements and the write transaction built on it."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, timeout: float | None = None) -> None:
         self.engine = engine
+        self.timeout = timeout  # longest wait for this process's SQLite write turn; None: no bound
         self.dialect = engine.dialect
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.is_postgresql = engine.dialect.name == "postgresql"
@@ -182,10 +200,13 @@ class Database:
         # SQLite takes one writer at a time anyway; in this process, writers queue on a lock in turn
         # instead of sleeping and retrying inside SQLite, which under load ran into the busy timeout.
         self._write_turn: threading.RLock | None = threading.RLock() if self.is_sqlite else None
+        # The read a thread has open, if any: reads nested inside it share its connection and transaction,
+        # so a request that authenticates and then answers from the store takes one read (see read()).
+        self._reading = threading.local()
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
-        return cls(create_db_engine(url, pool_size=pool_size))
+    def from_url(cls, url: str, *, pool_size: int = 10, timeout: float | None = None) -> Database:
+        return cls(create_db_engine(url, pool_size=pool_size, timeout=timeout), timeout=timeout)
 
     @functools.cached_property
     def _prepared(self) -> dict[Any, Prepared]:
@@ -206,19 +227,52 @@ class Database:
     def read(self) -> Iterator[Cursor]:
         """Reads on a DBAPI connection, outside any write transaction.
 
-        SQLite runs them in autocommit mode (no lock held beyond the statement);
-        on PostgreSQL the pool rolls the connection back when it is returned.
-        Authentication reads a session row per request: this path costs about
-        half of an ordinary SQLAlchemy connection's (bench/http.py).
+        Both run them in autocommit mode: on SQLite no lock is held beyond the
+        statement; on PostgreSQL no ``BEGIN`` goes before the first read and no
+        ``ROLLBACK`` after the last, two round trips of the five a session read
+        took (each statement still sees one committed state, as in a READ
+        COMMITTED transaction). The connection leaves autocommit before the
+        pool gets it back, so a write transaction never runs on one that
+        commits each statement. Authentication reads a session row per
+        request: this path costs about half of an ordinary SQLAlchemy
+        connection's (bench/http.py). A read opened while this thread already
+        has one open joins it: a route wraps its authentication and its own
+        reads in one ``read()`` and they take one connection. (Writes never
+        join a read: they take their own connection.)
         """
+        joined: Cursor | None = getattr(self._reading, "cursor", None)
+        if joined is not None:
+            yield joined
+            return
         raw = self._writer()
         try:
-            yield Cursor(raw.cursor())
+            if self.is_postgresql:
+                raw.dbapi_connection.autocommit = True
+            cursor = Cursor(raw.cursor())
         except BaseException as exc:
-            if (unavailable := self._hand_back(raw, exc)) is not None:
+            if (unavailable := self._end_read(raw, exc)) is not None:
                 raise unavailable from exc
             raise
-        self._hand_back(raw, None)
+        self._reading.cursor = cursor
+        try:
+            yield cursor
+        except BaseException as exc:
+            self._reading.cursor = None
+            if (unavailable := self._end_read(raw, exc)) is not None:
+                raise unavailable from exc
+            raise
+        self._reading.cursor = None
+        self._end_read(raw, None)
+
+    def _end_read(self, raw: Any, exc: BaseException | None) -> StoreUnavailable | None:
+        """Hand a read's connection back, out of autocommit first; one that cannot leave it is not kept."""
+        if self.is_postgresql:
+            try:
+                raw.dbapi_connection.autocommit = False
+            except Exception as error:  # noqa: BLE001 - broken: the pool must never hand it to a writer
+                raw.invalidate()
+                exc = exc or error
+        return self._hand_back(raw, exc)
 
     def _writer(self) -> Any:
         """A connection for one write transaction: a spare SQLite one if there is one, else from the pool."""
@@ -290,8 +344,8 @@ class WriteTransaction:
 
     def __enter__(self) -> Cursor:
         db = self._db
-        if db._write_turn is not None:
-            db._write_turn.acquire()
+        if db._write_turn is not None and not db._write_turn.acquire(timeout=-1 if db.timeout is None else db.timeout):
+            raise StoreUnavailable(f"no turn to write within {db.timeout} s: the database is overloaded")
         try:
             self._raw = db._writer()
             cursor = self._raw.cursor()

@@ -138,7 +138,10 @@ class Connection(Base):
     heartbeat_due_at: Mapped[datetime | None]
     next_due_at: Mapped[datetime | None] = mapped_column(index=True)
 
-    __table_args__ = (Index("ix_connections_worker_id_state", "worker_id", "state"),)
+    __table_args__ = (
+        Index("ix_connections_worker_id_state", "worker_id", "state"),
+        Index("ix_connections_remote_addr_state", "remote_addr", "state"),  # the per-address cap
+    )
 
 
 class TransitionRecord(Base):
@@ -161,6 +164,27 @@ class TransitionRecord(Base):
     detail: Mapped[dict[str, Any] | None]
 
     __table_args__ = (UniqueConstraint("machine", "instance_id", "seq"),)
+
+
+class Refusal(Base):
+    """Events a machine refused, kept for the inspector: what was asked, in which state, and why (``code``).
+
+    Written after the refused transaction rolled back (nothing else of it is
+    stored), in batches; ``id`` orders them across every instance, as
+    ``transitions.id`` orders the history.
+    """
+
+    __tablename__ = "refusals"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    machine: Mapped[str] = mapped_column(NAME)
+    instance_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    event: Mapped[str] = mapped_column(NAME)
+    state: Mapped[str] = mapped_column(NAME)
+    code: Mapped[str] = mapped_column(NAME)
+    reason: Mapped[str] = mapped_column(String(200))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime]
 
 
 class RefreshToken(Base):
@@ -188,6 +212,8 @@ class WsTicket(Base):
     used_at: Mapped[datetime | None]
     # When the access token the ticket was obtained with expires: the connection's credential ends then.
     credential_expires_at: Mapped[datetime | None]
+    # The session's token generation when the ticket was issued: a refresh since supersedes the ticket too.
+    token_generation: Mapped[int | None]
 
 
 class IdempotencyKey(Base):

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 
 from sessionflow.lifecycle import SESSION, ConnectionState
 from sessionflow.persistence import validate
@@ -19,7 +19,8 @@ from sessionflow.persistence.errors import InvalidInput
 from sessionflow.persistence.models import Connection, Session, TransitionRecord, User, table
 from sessionflow.persistence.records import HistoryEntry
 
-MAX_PAGE = 500
+MAX_PAGE = 500  # the most rows a page of the API holds
+MAX_READ = MAX_PAGE + 1  # a full page and the one row more that says another page follows
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +35,8 @@ class SessionRow:
 
 
 def _limit(limit: object) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput("limit", f"must be an integer from 1 to {MAX_PAGE}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_READ:
+        raise InvalidInput("limit", f"must be an integer from 1 to {MAX_READ}")
     return limit
 
 
@@ -105,9 +106,17 @@ def history(
 
 
 def live_connections(db: Database, session_id: object) -> list[uuid.UUID]:
-    """Ids of the session's connections that are open."""
+    """Ids of the session's connections that are open (a prepared read: every session GET asks)."""
     sid = validate.instance_id(session_id)
     c = table(Connection).c
-    query = select(c.id).where(and_(c.session_id == sid, c.state == str(ConnectionState.OPEN))).order_by(c.id)
-    with db.engine.connect() as connection:
-        return list(connection.scalars(query))
+    prepared = db.prepare(
+        "live_connections",
+        lambda: (
+            select(c.id)
+            .where(and_(c.session_id == bindparam("sid"), c.state == str(ConnectionState.OPEN)))
+            .order_by(c.id)
+        ),
+        (c.id.type,),
+    )
+    with db.read() as cursor:
+        return [row[0] for row in cursor.all(prepared, {"sid": sid})]

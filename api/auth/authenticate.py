@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import enum
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sessionflow.api.auth.tokens import ANONYMOUS_TYPE, AccessTokens
 from sessionflow.api.errors import AuthError, InvalidCredentials, NotConnectable
+from sessionflow.api.touches import Touches
 from sessionflow.lifecycle import SESSION, Access, Definition, access
-from sessionflow.persistence import InstanceNotFound, TransitionService, credentials
+from sessionflow.persistence import InstanceNotFound, Snapshot, TransitionService, credentials
 
 TOUCH_EVERY = timedelta(seconds=60)  # at most one idle-timer write per session per minute
 
@@ -36,7 +37,11 @@ class Purpose(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a session holder, through an access token or (before login) an anonymous token."""
+    """Who is calling: a session holder, through an access token or (before login) an anonymous token.
+
+    ``snapshot`` is the session row as authentication read it (None for a ticket), so a route about the
+    caller's own session answers from it instead of reading the row again.
+    """
 
     session_id: uuid.UUID
     user_id: uuid.UUID | None
@@ -44,6 +49,8 @@ class Principal:
     version: int
     anonymous: bool
     token_expires_at: int
+    token_generation: int | None = None  # of the access token presented; None for tickets and anonymous tokens
+    snapshot: Snapshot | None = field(default=None, compare=False, repr=False)
 
 
 def refusal(state: str, definition: Definition = SESSION) -> AuthError | None:
@@ -74,6 +81,11 @@ class Authenticator:
         self.service = service
         self.tokens = tokens
         self.idle_timeout = idle_timeout
+        self.touches: Touches | None = None  # set by a running app: idle touches leave the request path
+
+    def defer_touches(self, touches: Touches) -> None:
+        """Write idle-timer touches in ``touches``' batches instead of in the request that earned them."""
+        self.touches = touches
 
     def bearer(self, authorization: str | None, purpose: Purpose) -> Principal:
         """Authenticate an ``Authorization: Bearer <token>`` header value."""
@@ -103,14 +115,25 @@ class Authenticator:
                 raise NotConnectable(
                     "the session is anonymous: log in before connecting", code="session_not_connectable"
                 )
-            return Principal(snapshot.id, None, snapshot.state, snapshot.version, True, claims.expires_at)
+            return Principal(
+                snapshot.id, None, snapshot.state, snapshot.version, True, claims.expires_at, snapshot=snapshot
+            )
         if row.get("user_id") != claims.user_id:
             raise InvalidCredentials("the token does not match its session", code="token_invalid")
         require(snapshot.state, purpose)
         if row.get("token_generation") != claims.generation:
             raise InvalidCredentials("the token was superseded by a newer one; use the latest", code="token_superseded")
         self._touch(snapshot.id, snapshot.timers.get("idle"))
-        return Principal(snapshot.id, claims.user_id, snapshot.state, snapshot.version, False, claims.expires_at)
+        return Principal(
+            snapshot.id,
+            claims.user_id,
+            snapshot.state,
+            snapshot.version,
+            False,
+            claims.expires_at,
+            token_generation=claims.generation,
+            snapshot=snapshot,
+        )
 
     def ticket(self, ticket: str) -> Principal:
         """Spend a WebSocket ticket; the principal's expiry is that of the access token behind the ticket."""
@@ -133,10 +156,27 @@ class Authenticator:
             )
         snapshot = self.service.get(SESSION.name, session_id)
         require(snapshot.state, Purpose.CONNECT)
+        # Tickets issued before migration 0003 do not record it, and are not checked.
+        if redeemed.token_generation is not None and snapshot.row.get("token_generation") != redeemed.token_generation:
+            raise InvalidCredentials(
+                "the ticket was obtained with a token a refresh has superseded; get a new ticket",
+                code="token_superseded",
+            )
         user_id = snapshot.row.get("user_id")
         return Principal(session_id, user_id, snapshot.state, snapshot.version, False, int(expires.timestamp()))
 
     def _touch(self, session_id: uuid.UUID, idle_due: object) -> None:
-        """Authenticated use is activity: push the idle timeout back, at most once a minute."""
-        if isinstance(idle_due, datetime) and idle_due - self.service.clock.now() < self.idle_timeout - TOUCH_EVERY:
+        """Authenticated use is activity: push the idle timeout back, at most once a minute.
+
+        A running app defers the write to this worker's next batch (:class:`~sessionflow.api.touches.Touches`),
+        unless the timeout is so close that the batch might come after it: then it is written now.
+        """
+        if not isinstance(idle_due, datetime):
+            return
+        left = idle_due - self.service.clock.now()
+        if left >= self.idle_timeout - TOUCH_EVERY:
+            return
+        if self.touches is not None and left > self.touches.safe_margin:
+            self.touches.note(session_id)
+        else:
             self.service.touch(SESSION.name, session_id)

@@ -91,9 +91,13 @@ class SessionController(Controller):
     def show(
         self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]
     ) -> Response[SessionView]:
-        actor = _caller(ctx, request, session_id)
-        snapshot = ctx.service.get(SESSION.name, session_id)
-        return Response(_view(ctx, snapshot, actor), headers={"ETag": f'"{snapshot.version}"'})
+        with ctx.db.read():  # authentication and the answer: one connection, one read transaction
+            actor, principal = _access(ctx, request, session_id)
+            snapshot = principal.snapshot if actor is Actor.CLIENT else None
+            if snapshot is None:  # an admin's look at another session, or a ticket's principal
+                snapshot = ctx.service.get(SESSION.name, session_id)
+            view = _view(ctx, snapshot, actor)
+        return Response(view, headers={"ETag": f'"{snapshot.version}"'})
 
     @get(
         "/history",
@@ -160,10 +164,12 @@ class SessionController(Controller):
     )
     def ticket(self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]) -> Ticket:
         principal = ctx.principal(request, Purpose.CONNECT)
-        if principal.session_id != session_id:
+        if principal.session_id != session_id or principal.token_generation is None:
             raise InstanceNotFound(SESSION.name, session_id)
         ticket, expires_in = ctx.flows.ticket(
-            session_id, credential_expires_at=datetime.fromtimestamp(principal.token_expires_at, UTC)
+            session_id,
+            credential_expires_at=datetime.fromtimestamp(principal.token_expires_at, UTC),
+            token_generation=principal.token_generation,
         )
         return Ticket(ticket=ticket, expires_in=expires_in)
 
@@ -171,17 +177,24 @@ class SessionController(Controller):
 def _caller(
     ctx: AppContext, request: Request[Any, Any, State], session_id: uuid.UUID, purpose: Purpose = Purpose.USE
 ) -> Actor:
-    """The actor the caller acts as on this session, or 404 if the session is not theirs to see.
+    """The actor the caller acts as on this session, or 404 if the session is not theirs to see."""
+    return _access(ctx, request, session_id, purpose)[0]
+
+
+def _access(
+    ctx: AppContext, request: Request[Any, Any, State], session_id: uuid.UUID, purpose: Purpose = Purpose.USE
+) -> tuple[Actor, Principal]:
+    """The caller's actor on this session, and who the caller is; 404 if the session is not theirs to see.
 
     On its own session the caller is the holder, with its credentials checked for ``purpose``; on
     another's it must be an admin whose own session is usable.
     """
     principal: Principal = ctx.principal(request, purpose)
     if principal.session_id == session_id:
-        return Actor.CLIENT
+        return Actor.CLIENT, principal
     require(principal.state, Purpose.USE)
     if ctx.is_admin(principal):
-        return Actor.ADMIN
+        return Actor.ADMIN, principal
     raise InstanceNotFound(SESSION.name, session_id)
 
 

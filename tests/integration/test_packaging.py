@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_DIR = ROOT / "clients" / "python"
-SERVER_ONLY = ("litestar", "sqlalchemy", "alembic", "psycopg", "uvicorn", "argon2", "prometheus_client")
+SERVER_ONLY = ("litestar", "sqlalchemy", "alembic", "psycopg", "granian", "argon2", "prometheus_client")
 
 pytestmark = pytest.mark.slow
 
@@ -72,11 +72,17 @@ def test_sessionflow_is_a_namespace_package_the_two_distributions_share(wheels: 
     assert _packages(wheels["sessionflow"]) == {"sessionflow/api", "sessionflow/persistence", "sessionflow/migrations"}
 
 
-def test_the_server_wheel_ships_the_migrations_and_type_markers(wheels: dict[str, Path]) -> None:
+def test_the_server_wheel_ships_the_migrations_type_markers_and_inspector_page(wheels: dict[str, Path]) -> None:
     server, client = set(_files(wheels["sessionflow"])), set(_files(wheels["sessionflow_client"]))
     assert {"sessionflow/migrations/env.py", "sessionflow/migrations/script.py.mako"} <= server
     assert any(name.startswith("sessionflow/migrations/versions/0001_") for name in server)
     assert {"sessionflow/api/py.typed", "sessionflow/persistence/py.typed"} <= server
+    assert {
+        "sessionflow/api/inspector/static/index.html",
+        "sessionflow/api/inspector/static/inspector.css",
+        "sessionflow/api/inspector/static/js/main.js",
+        "sessionflow/api/inspector/static/js/generated/machines.js",
+    } <= server, "the inspector page is served from the installed package"
     assert {"sessionflow/lifecycle/py.typed", "sessionflow/client/py.typed"} <= client
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -68,11 +70,33 @@ def test_an_admin_asking_for_a_session_that_does_not_exist_gets_404(api: Api) ->
     )
 
 
-def test_reading_a_session_counts_as_activity(api: Api, alice: dict[str, Any]) -> None:
-    """The idle timeout is pushed back by authenticated use (at most once a minute)."""
+def test_reading_a_session_counts_as_activity_recorded_with_the_workers_next_batch(
+    api: Api, alice: dict[str, Any]
+) -> None:
+    """The idle timeout is pushed back by authenticated use (at most once a minute), written off the request
+    path: the read answers from what it read, and the worker's next batch records the activity."""
     api.clock.advance(timedelta(minutes=10))
+    touches = api.app.state.ctx.auth.touches
+    assert touches is not None, "a running app defers touches"
+    body = api.client.get(url(alice), headers=bearer(alice["access_token"])).json()
+    assert body["idle_due_at"] == "2030-01-01T00:30:00Z", "the answer is the row as read, no write in the request"
+    asyncio.run(touches.flush())
     body = api.client.get(url(alice), headers=bearer(alice["access_token"])).json()
     assert body["idle_due_at"] == "2030-01-01T00:40:00Z"
+
+
+def test_use_close_to_the_idle_timeout_is_recorded_in_the_request_itself(make_api: Callable[..., Api]) -> None:
+    """Closer to the timeout than a batch could safely wait, the request writes the touch at once."""
+    api = make_api(access_token_ttl=timedelta(hours=1))
+    alice = api.session_for(api.alice)
+    api.clock.advance(timedelta(minutes=29, seconds=45))  # 15 s left, inside the safe margin
+    touches = api.app.state.ctx.auth.touches
+    assert touches is not None
+    response = api.client.get(url(alice), headers=bearer(alice["access_token"]))
+    assert response.status_code == 200, response.text
+    assert touches.pending == 0, "nothing left for the batch"
+    stored = api.app.state.ctx.service.get(SESSION.name, alice["session_id"], fire_due=False)
+    assert stored.timers["idle"] == api.clock.now() + timedelta(minutes=30)
 
 
 # -- GET /api/session/{id}/history -------------------------------------------------------
@@ -114,6 +138,13 @@ def test_history_is_oldest_first_and_paginated(api: Api, alice: dict[str, Any]) 
 def test_history_page_bounds_are_400(api: Api, alice: dict[str, Any], params: dict[str, str | int]) -> None:
     response = api.client.get(url(alice, "/history"), params=params, headers=bearer(alice["access_token"]))
     assert_problem(response, 400, "invalid_request")
+
+
+def test_history_accepts_the_documented_maximum_page(api: Api, alice: dict[str, Any]) -> None:
+    """Issue 11, defect 6: ``limit=500`` (the documented maximum) is a page, not a 422."""
+    response = api.client.get(url(alice, "/history"), params={"limit": 500}, headers=bearer(alice["access_token"]))
+    assert response.status_code == 200, response.text
+    assert response.json()["items"]
 
 
 # -- POST /api/session/{id}/events/{event} -----------------------------------------------

@@ -48,7 +48,12 @@ def test_each_credential_error_code_has_its_close_code(code: str, close_code: in
 def test_an_unknown_auth_code_is_4401() -> None:
     assert close_code_for(InvalidCredentials("refused", code="something_new"))[0] == 4401
     assert close_code_for(AuthError("refused"))[0] == 4401
-    assert close_code_for(Forbidden("admins only", code="admin_required"))[0] == 4401
+    assert close_code_for(Forbidden("not yours", code="something_new"))[0] == 4401
+
+
+def test_a_missing_admin_role_is_4406() -> None:
+    """Authenticated, but not an admin (the inspector's feed): a terminal code, not "log in again"."""
+    assert close_code_for(Forbidden("admins only", code="admin_required"))[0] == 4406
 
 
 def test_not_connectable_is_4409() -> None:

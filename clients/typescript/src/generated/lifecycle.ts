@@ -316,6 +316,13 @@ export const CLOSE_CODES = [
     "retry": false
   },
   {
+    "code": 4406,
+    "name": "forbidden",
+    "meaning": "authenticated, but without the role this needs (the inspector's feed: admin)",
+    "action": "stop",
+    "retry": false
+  },
+  {
     "code": 4408,
     "name": "ticket_expired",
     "meaning": "authentication or ticket expired before use",

@@ -1,7 +1,7 @@
 """Registered services: who may introspect access tokens and receive revocations.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-30 21:30:00.000000+00:00
 
 Only the SHA-256 of each service's secret is kept (docs/services.md).
@@ -16,8 +16,8 @@ from alembic import op
 
 from sessionflow.persistence.types import UTCDateTime
 
-revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0002"
+revision: str = "0004"
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
