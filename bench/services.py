@@ -151,7 +151,8 @@ async def measure_middleware(requests: int, repeats: int) -> dict[str, list[floa
 
 # -- 2. ForwardAuth and introspection against a bare endpoint -------------------------------------
 
-WRK_SCRIPT = r"""
+WRK_SCRIPT = (
+    r"""
 -- args: mode (bare|forward|introspect), file of tokens, Basic credentials
 function init(args)
   local mode, path, basic = args[1], args[2], args[3]
@@ -172,19 +173,9 @@ function init(args)
   sent = 0
 end
 
-function request()
-  sent = sent + 1
-  return reqs[(sent - 1) % #reqs + 1]
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH {"requests": %d, "seconds": %.6f, "non_2xx": %d, "socket_errors": %d, "p50_ms": %.4f, "p99_ms": %.4f}\n',
-    summary.requests, summary.duration / 1e6, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50) / 1e3, latency:percentile(99) / 1e3))
-end
 """
+    + harness.WRK_CYCLE_AND_REPORT
+)
 
 
 def wrk(
