@@ -153,7 +153,7 @@ async def measure_middleware(requests: int, repeats: int) -> dict[str, list[floa
 
 WRK_SCRIPT = (
     r"""
--- args: mode (bare|forward|introspect), file of tokens, Basic credentials
+-- args: mode (bare|health|forward|introspect), file of tokens, Basic credentials
 function init(args)
   local mode, path, basic = args[1], args[2], args[3]
   reqs = {}
@@ -166,6 +166,8 @@ function init(args)
       headers["Authorization"] = "Basic " .. basic
       headers["Content-Type"] = "application/x-www-form-urlencoded"
       reqs[#reqs + 1] = wrk.format("POST", "/api/auth/introspect", headers, "token=" .. token)
+    elseif mode == "health" then
+      reqs[#reqs + 1] = wrk.format("GET", "/api/health", headers, nil)
     else
       reqs[#reqs + 1] = wrk.format("GET", "/health", headers, nil)
     end
@@ -213,7 +215,7 @@ def measure_throughput(args: argparse.Namespace, workdir: Path) -> dict[str, lis
     token_file = workdir / "tokens.txt"
     token_file.write_text("\n".join(tokens) + "\n")
     basic = base64.b64encode(f"bench:{secret}".encode()).decode()
-    rates: dict[str, list[float]] = {"bare": [], "forward": [], "introspect": []}
+    rates: dict[str, list[float]] = {"bare": [], "health": [], "forward": [], "introspect": []}
     with contextlib.ExitStack() as stack:
         api_port, bare_port = harness.free_port(), harness.free_port()
         api = harness.start_server(
@@ -290,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sessionflow-bench-services-") as directory:
         rates = measure_throughput(args, Path(directory))
     results = [("middleware CPU", cpu_ok)]
+    health = statistics.median(harness.per_repeat_ratios(rates["health"], rates["bare"]))
+    print(f"  the same server's GET /api/health (its middleware stack, no work): {health:.2f}x bare (shown)")
     for mode in ("forward", "introspect"):
         ratios = harness.per_repeat_ratios(rates[mode], rates["bare"])
         median = statistics.median(ratios)
