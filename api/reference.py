@@ -81,7 +81,7 @@ _BUILT_IN = {
     "/api/inspector": "the inspector page, for admins (docs/inspector.md)",
     "/api/inspector/static/{file_path}": "the inspector page's files (HTML, CSS, JavaScript; no CDN)",
     "/api/inspector/feed": "every transition and refusal the store records, live, for admins (docs/inspector.md)",
-    "/api/services/revocations": "revocations as they happen, for registered services (the services middleware)",
+    "/api/services/revocations": "revocations as they happen, for registered services (docs/services.md)",
     "/api/metrics": "Prometheus metrics (docs/operations.md)",
     "/api/schema": "the API docs page (Swagger UI; its scripts come from a CDN)",
     "/api/schema/swagger": "the same page",

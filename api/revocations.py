@@ -50,7 +50,7 @@ def revocation(event: TransitionEvent) -> dict[str, str | None] | None:
 
 @websocket("/api/services/revocations", name="revocations")
 async def revocations_endpoint(socket: WebSocket[Any, Any, State], ctx: NamedDependency[AppContext]) -> None:
-    """Revocations as they happen, for registered services."""
+    """Revocations as they happen, for registered services (docs/services.md)."""
     await socket.accept()
     try:
         await asyncio.to_thread(ctx.services.authenticate, socket.headers.get("authorization"))

@@ -391,7 +391,7 @@ def _transition(
 
 @websocket("/api/ws", name="websocket")
 async def ws_endpoint(socket: WebSocket[Any, Any, State], ctx: NamedDependency[AppContext]) -> None:
-    """The session's live channel: welcome, transitions, heartbeats, reauth; refusals are close codes."""
+    """The session's live channel (docs/protocol.md): welcome, transitions, heartbeats, reauth; refusals close."""
     hub: Hub = socket.app.state.hub
     live: Live = socket.app.state.live
     heartbeats: Heartbeats = socket.app.state.heartbeats

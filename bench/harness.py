@@ -208,6 +208,23 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+# The end of a wrk Lua script whose ``init`` filled ``reqs`` (and set ``sent = 0``): send them in turn, and
+# print one ``BENCH {json}`` line (requests, seconds, non_2xx, socket_errors, p50_ms, p99_ms) when done.
+WRK_CYCLE_AND_REPORT = r"""function request()
+  sent = sent + 1
+  return reqs[(sent - 1) % #reqs + 1]
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"requests": %d, "seconds": %.6f, "non_2xx": %d, "socket_errors": %d, "p50_ms": %.4f, "p99_ms": %.4f}\n',
+    summary.requests, summary.duration / 1e6, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50) / 1e3, latency:percentile(99) / 1e3))
+end
+"""
+
+
 # -- databases and users ---------------------------------------------------------------------------
 
 

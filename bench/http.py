@@ -170,7 +170,8 @@ SERVE_MODES: dict[str, str] = {  # factories granian's worker imports (this file
 
 # -- load generation --------------------------------------------------------------------------
 
-WRK_SCRIPT = r"""
+WRK_SCRIPT = (
+    r"""
 -- args: mode (event|read|login|form-login), file of "a b" lines, first line to use, path template
 local next_tid = 0
 function setup(thread)
@@ -207,19 +208,9 @@ function init(args)
   sent = 0
 end
 
-function request()
-  sent = sent + 1
-  return reqs[(sent - 1) % #reqs + 1]
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH {"requests": %d, "seconds": %.6f, "non_2xx": %d, "socket_errors": %d, "p50_ms": %.4f, "p99_ms": %.4f}\n',
-    summary.requests, summary.duration / 1e6, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50) / 1e3, latency:percentile(99) / 1e3))
-end
 """
+    + harness.WRK_CYCLE_AND_REPORT
+)
 
 
 @dataclass(frozen=True)

@@ -107,10 +107,13 @@ class TokenContext:
         algorithm: str | None = None,
         headers: dict[str, Any] | None = None,
     ) -> str:
-        """Sign ``claims`` with the app's own key and algorithm unless told otherwise."""
-        keys = load_keys(self.app.settings)
+        """Sign ``claims`` with the app's own key and algorithm, naming its kid, unless told otherwise."""
+        current = load_keys(self.app.settings).current
         return jwt.encode(
-            claims, keys.signing_key if key is None else key, algorithm=algorithm or keys.algorithm, headers=headers
+            claims,
+            current.signing_key if key is None else key,
+            algorithm=algorithm or current.algorithm,
+            headers={"kid": current.kid, **(headers or {})},
         )
 
     def with_claims(self, **changes: Any) -> str:

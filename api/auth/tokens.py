@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import jwt
 
-from sessionflow.api.auth.keys import VERIFY_LEEWAY, Keyring
+from sessionflow.api.auth.keys import VERIFY_LEEWAY, Key, Keyring
 from sessionflow.api.errors import InvalidCredentials
 from sessionflow.lifecycle import Clock
 from sessionflow.middleware import claims
@@ -24,6 +24,7 @@ __all__ = ["ACCESS_TYPE", "ANONYMOUS_TYPE", "LEEWAY", "MAX_TOKEN_LENGTH", "Acces
 
 LEEWAY = VERIFY_LEEWAY
 assert LEEWAY.total_seconds() == claims.LEEWAY_SECONDS
+MAX_REMEMBERED = 10_000  # tokens whose signature and claims were checked; their later uses skip the decode
 
 
 class AccessTokens:
@@ -33,6 +34,7 @@ class AccessTokens:
         self.audience = audience
         self.ttl = ttl
         self.clock = clock
+        self._verified: dict[str, tuple[str | None, Key, AccessClaims]] = {}  # token -> its kid, key, claims
 
     def issue(self, *, user_id: uuid.UUID, session_id: uuid.UUID, generation: int) -> str:
         return self._encode(ACCESS_TYPE, str(user_id), session_id, generation, self.ttl)
@@ -58,14 +60,24 @@ class AccessTokens:
         return jwt.encode(payload, key.signing_key, algorithm=key.algorithm, headers={"kid": key.kid})
 
     def verify(self, token: str) -> AccessClaims:
-        """Decode and check ``token``; raise :class:`InvalidCredentials` with a code saying why not."""
+        """Decode and check ``token``; raise :class:`InvalidCredentials` with a code saying why not.
+
+        A token that passed once is remembered: its claims cannot change, so a later use only checks that
+        its key is still held and that it has not expired (the session row is checked by the caller anyway).
+        """
+        remembered = self._verified.get(token)
+        if remembered is not None and self.keys.find(remembered[0]) is remembered[1]:
+            if remembered[2].expires_at <= self.clock.now().timestamp() - claims.LEEWAY_SECONDS:
+                raise InvalidCredentials("the access token has expired; refresh it", code="token_expired")
+            return remembered[2]
         try:
-            key = self.keys.find(claims.key_id(token))
+            kid = claims.key_id(token)
+            key = self.keys.find(kid)
             if key is None:
                 raise InvalidCredentials(
                     "the access token was signed with a key this server does not hold", code="token_invalid"
                 )
-            return claims.verify(
+            checked = claims.verify(
                 token,
                 key.verifying_key,
                 key.algorithm,
@@ -76,3 +88,7 @@ class AccessTokens:
             )
         except claims.ClaimsRefused as refused:
             raise InvalidCredentials(refused.detail, code=refused.code) from None
+        if len(self._verified) >= MAX_REMEMBERED:
+            self._verified.clear()
+        self._verified[token] = (kid, key, checked)
+        return checked

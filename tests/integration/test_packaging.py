@@ -127,6 +127,7 @@ def _imports(python: Path, module: str, tmp_path: Path) -> bool:
 def test_the_client_alone_imports_without_the_server_or_its_dependencies(client_only: Path, tmp_path: Path) -> None:
     assert _imports(client_only, "sessionflow.client", tmp_path)
     assert _imports(client_only, "sessionflow.lifecycle", tmp_path)
+    assert _imports(client_only, "sessionflow.middleware", tmp_path)  # the services middleware, docs/services.md
     for module in ("sessionflow.api", "sessionflow.persistence", *SERVER_ONLY, "api", "lifecycle"):
         assert not _imports(client_only, module, tmp_path), module
 

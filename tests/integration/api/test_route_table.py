@@ -46,8 +46,15 @@ CONTRACT = [
     ("GET", "/api/health"),
     ("GET", "/api/ready"),
     ("GET", "/api/schema"),
+    ("GET", "/api/auth/jwks"),
+    ("GET", "/api/.well-known/openid-configuration"),
+    ("POST", "/api/auth/introspect"),
+    ("GET", "/api/auth/forward"),
 ]
-ENTRIES = [pytest.param(method, path, id=f"{method} {path}") for method, path in [*CONTRACT, ("WEBSOCKET", "/api/ws")]]
+ENTRIES = [
+    pytest.param(method, path, id=f"{method} {path}")
+    for method, path in [*CONTRACT, ("WEBSOCKET", "/api/ws"), ("WEBSOCKET", "/api/services/revocations")]
+]
 
 
 def _plain(path: str) -> str:

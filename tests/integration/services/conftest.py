@@ -38,8 +38,10 @@ class Experience:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def get(self, token: str | None) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+    def get(self, token: str | None, *, authorization: str | None = None) -> httpx.Response:
+        """GET the profile with ``token`` as bearer, or with the ``authorization`` header given."""
+        authorization = authorization or (f"Bearer {token}" if token else None)
+        headers = {"Authorization": authorization} if authorization else {}
         return httpx.get(f"{self.url}/api/profile", headers=headers, timeout=10)
 
     def websocket(self, token: str | None) -> Any:
@@ -115,15 +117,15 @@ def running_experience(server: Server, mode: str, secret: str, directory: Path) 
 EDDSA = {"SESSIONFLOW_JWT_ALGORITHM": "EdDSA"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(tmp_path_factory.mktemp("sessionflow"), **EDDSA) as running:
         yield running
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def experiences(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Experience]]:
-    """The experience service in each mode, beside the module's sessionflow."""
+    """The experience service in each mode, beside the package's sessionflow."""
     secret = register(server, "experience")
     directory = tmp_path_factory.mktemp("experience")
     with contextlib.ExitStack() as stack:

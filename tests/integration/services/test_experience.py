@@ -9,6 +9,7 @@ answers 503 at once and never lets a request through.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 import uuid
@@ -18,6 +19,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from sessionflow.api.auth.keys import load_keys
 from sessionflow.api.settings import Settings
@@ -144,3 +146,14 @@ def test_with_sessionflow_down_checked_mode_answers_503_at_once_and_lets_nothing
         assert experiences["offline"].get(token).status_code == 200  # verified with the keys it holds
     finally:
         server.start()
+
+
+def test_the_revocation_feed_refuses_an_unregistered_service_after_accept(server: Server) -> None:
+    """Wrong Basic credentials on the feed's handshake: accepted, then closed 4401, as every refusal."""
+    wrong = base64.b64encode(b"experience:sfs_not-the-secret").decode()
+    url = server.url.replace("http", "ws", 1) + "/api/services/revocations"
+    socket = connect(url, additional_headers={"Authorization": f"Basic {wrong}"}, open_timeout=5)
+    with socket, pytest.raises(ConnectionClosed) as closed:
+        socket.recv(timeout=5)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4401

@@ -55,6 +55,8 @@ def test_durations_feed_the_machines_timers() -> None:
         ("SESSIONFLOW_FANOUT", "redis", "SESSIONFLOW_FANOUT=redis needs SESSIONFLOW_REDIS_URL"),
         ("SESSIONFLOW_FANOUT", "postgres", "needs a PostgreSQL SESSIONFLOW_DATABASE_URL"),
         ("SESSIONFLOW_REDIS_URL", "127.0.0.1:6379", "SESSIONFLOW_REDIS_URL must start with redis://"),
+        ("SESSIONFLOW_JWT_KEYS_DIR", "/srv/keys", "HS256 uses a secret, not key files"),
+        ("SESSIONFLOW_JWT_PRIVATE_KEY_FILE", "/srv/key.pem", "SESSIONFLOW_JWT_PUBLIC_KEY_FILE go together"),
     ],
 )
 def test_unusable_values_name_the_variable(variable: str, value: str, message: str) -> None:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from sessionflow.api.app import create_app
+from sessionflow.api.routes.services import FORWARDED_HEADERS
 from sessionflow.api.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "traefik"
@@ -140,13 +141,13 @@ def test_no_middleware_rewrites_the_api_path(dynamic: dict[str, Any]) -> None:
 
 
 def test_service_points_at_the_app_and_checks_readiness(dynamic: dict[str, Any], route_paths: list[str]) -> None:
-    """Servers are plain HTTP URLs; the health check is the app's readiness route; the transport exists."""
+    """Servers are plain HTTP URLs; sessionflow's health check is its readiness route; the transport exists."""
+    assert dynamic["http"]["services"]["sessionflow"]["loadBalancer"]["healthCheck"]["path"] in route_paths
     for name, service in dynamic["http"]["services"].items():
         balancer = service["loadBalancer"]
         assert balancer["servers"], f"service {name} has no servers"
         for server in balancer["servers"]:
             assert re.fullmatch(r"http://[^/]+", server["url"]), server["url"]
-        assert balancer["healthCheck"]["path"] in route_paths
         transport = balancer.get("serversTransport")
         if transport is not None:
             assert transport in dynamic["http"]["serversTransports"]
@@ -196,3 +197,32 @@ def test_no_access_log_records_websocket_tickets(static: dict[str, Any]) -> None
     if access_log is not None:
         names = (access_log.get("fields") or {}).get("names") or {}
         assert names.get("RequestPath") == "drop"
+
+
+def test_every_other_backend_is_protected_by_sessionflows_forward_auth(
+    dynamic: dict[str, Any], route_paths: list[str]
+) -> None:
+    """A router that is not sessionflow's goes through a ForwardAuth middleware that asks a sessionflow server's
+    ForwardAuth route, trusts no client-sent X-Forwarded-*, and forwards exactly the identity headers it answers."""
+    sessionflow_servers = {s["url"] for s in dynamic["http"]["services"]["sessionflow"]["loadBalancer"]["servers"]}
+    defined = dynamic["http"].get("middlewares", {})
+    others = {name: router for name, router in routers(dynamic).items() if router["service"] != "sessionflow"}
+    assert others, "the example has no backend protected by ForwardAuth"
+    for name, router in others.items():
+        assert router["service"] in dynamic["http"]["services"], name
+        for path in ("/api", "/api/auth/forward", WEBSOCKET_PATH):
+            assert not rule_matches(router["rule"], path), f"router {name} takes {path} from sessionflow"
+        auths = [
+            defined[m.split("@")[0]]["forwardAuth"]
+            for m in router.get("middlewares", [])
+            if "forwardAuth" in defined.get(m.split("@")[0], {})
+        ]
+        assert len(auths) == 1, f"router {name} is not protected by exactly one ForwardAuth"
+        match = re.fullmatch(r"(http://[^/]+)(/.*)", auths[0]["address"])
+        assert match is not None, auths[0]["address"]
+        assert match.group(1) in sessionflow_servers
+        assert match.group(2) in route_paths
+        assert match.group(2) == "/api/auth/forward"
+        assert auths[0].get("trustForwardHeader", False) is False
+        assert tuple(auths[0]["authResponseHeaders"]) == FORWARDED_HEADERS
+    assert not routers(dynamic)["sessionflow"].get("middlewares"), "sessionflow authenticates its own routes"

@@ -66,6 +66,8 @@ class SessionflowMiddleware:
         if kind not in ("http", "websocket") or scope["path"] in self.public_paths:
             await self.app(scope, receive, send)
             return
+        if self.revocations is not None:
+            self.revocations.start()  # no-op once started; here for frameworks that give middleware no lifespan
         try:
             identity = await self.authenticate(scope)
         except Refused as refused:

@@ -21,6 +21,7 @@ from sessionflow.middleware.refusals import Identity, Refused, unavailable
 
 ASYMMETRIC = frozenset({"EdDSA", "RS256", "ES256"})
 REFETCH_AFTER = 1.0
+MAX_REMEMBERED = 10_000  # verified tokens kept, so a token's later requests cost a lookup, not a signature check
 
 
 class Offline:
@@ -41,8 +42,16 @@ class Offline:
         self._keys: dict[str, tuple[Any, str]] = {}
         self._fetched_at = -REFETCH_AFTER
         self._lock = asyncio.Lock()
+        self._verified: dict[str, Identity] = {}
 
     async def verify(self, token: str) -> Identity:
+        """The token's identity; a token verified before is only checked for expiry (its claims cannot change)."""
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at <= time.time() - claims.LEEWAY_SECONDS:
+                self._verified.pop(token, None)
+                raise Refused("token_expired", "the access token has expired; refresh it")
+            return known
         try:
             kid = claims.key_id(token)
             key = await self._key(kid)
@@ -50,7 +59,11 @@ class Offline:
         except claims.ClaimsRefused as refused:
             raise Refused(refused.code, refused.detail) from None
         assert checked.user_id is not None  # typ is access
-        return Identity(str(checked.user_id), str(checked.session_id), checked.expires_at, None)
+        identity = Identity(str(checked.user_id), str(checked.session_id), checked.expires_at, None)
+        if len(self._verified) >= MAX_REMEMBERED:
+            self._verified.clear()
+        self._verified[token] = identity
+        return identity
 
     async def _key(self, kid: str | None) -> tuple[Any, str]:
         if kid is None:
