@@ -114,6 +114,12 @@ class Variant:
     cpu: list[float] = field(default_factory=list)  # the server's CPU seconds per block
     lag: list[int] = field(default_factory=list)  # transitions the feed had not delivered when the block ended
 
+    def cpu_ms(self) -> list[float]:
+        """The server's CPU milliseconds per transition, one figure per block."""
+        return [
+            1e3 * cpu / (rate * load.seconds) for cpu, rate, load in zip(self.cpu, self.rates, self.loads, strict=True)
+        ]
+
 
 def newest_seq(db: Database) -> int:
     with db.engine.connect() as connection:
@@ -177,14 +183,24 @@ def report(variants: Sequence[Variant], plan: Plan) -> bool:
         f"\nwith and without one open inspector: {plan.connections} connections, {plan.seconds} s blocks,"
         f" median of {plan.repeats} repeats; the blocks alternate, the order rotating every repeat"
     )
-    print(f"  {'variant':<40}{'transitions/s':>14} {'(range)':<15}{'cpu busy':>9} {'(range)':<11}{'p99 ms':>7}")
+    print(
+        f"  {'variant':<40}{'transitions/s':>14} {'(range)':<15}{'cpu busy':>9} {'(range)':<11}"
+        f"{'cpu ms/transition':>18} {'(range)':<15}{'p99 ms':>7}"
+    )
     for v in variants:
         busy = [100 * cpu / load.seconds for cpu, load in zip(v.cpu, v.loads, strict=True)]
+        per = v.cpu_ms()
         p99 = [x.p99_ms for x in v.loads]
         print(
             f"  {v.label:<40}{median(v.rates):>14,.0f} {spread(v.rates, ',.0f'):<15}"
-            f"{median(busy):>8.0f}% {spread(busy, '.0f'):<11}{median(p99):>7.2f}"
+            f"{median(busy):>8.0f}% {spread(busy, '.0f'):<11}{median(per):>18.3f} {spread(per, '.3f'):<15}"
+            f"{median(p99):>7.2f}"
         )
+    cpu = harness.per_repeat_ratios(with_.cpu_ms(), without.cpu_ms())
+    print(
+        f"  server CPU per transition, with against without: {median(cpu):.2f}x {spread(cpu, '.2f')}"
+        " (less noisy than throughput on a shared machine; shown, not judged)"
+    )
     ratios = harness.per_repeat_ratios(with_.rates, without.rates)
     passed = TARGET.met(median(ratios))
     print(f"\n  {'transitions/s with against without':<40}{'ratio':>7} {'(range)':<13}{'target':<10}result")
