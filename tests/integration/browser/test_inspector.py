@@ -122,6 +122,11 @@ def test_a_login_elsewhere_shows_in_the_counts_within_a_second_and_a_logout_move
     waited = inspector.wait_count("session", "session_active", active + 1, timeout=5)
     assert waited <= PROMPTLY, f"the login took {waited:.2f} s to reach the page"
 
+    flashed = inspector.page.evaluate(
+        "() => [...document.querySelectorAll('g.edge.flash title')].map(t => t.textContent)"
+    )
+    assert "authenticated->session_active" in flashed
+
     assert server.logout(user).status_code == 200
     waited = inspector.wait_count("session", "closed", closed + 1, timeout=5)
     assert waited <= PROMPTLY, f"the logout took {waited:.2f} s to reach the page"
@@ -243,3 +248,22 @@ def test_search_finds_sessions_by_user_by_state_and_by_id(
     wait_js(page, "id => document.querySelector(\"[data-testid='session-id']\")?.textContent === id", first.session_id)
     assert page.get_by_test_id("session-user").inner_text() == first.username
     assert inspector.errors == []
+
+
+def test_the_page_follows_the_feed_across_a_server_restart(
+    open_inspector: Callable[..., Inspector], server: Server
+) -> None:
+    """The feed reconnects by itself and resumes from its seq: what happened meanwhile reaches the counts."""
+    inspector = open_inspector()
+    inspector.page.get_by_test_id("rates").wait_for(state="attached")
+    closed = inspector.count("session", "closed")
+    server.stop()
+    wait_js(inspector.page, "() => document.getElementById('status')?.textContent !== 'live'")
+    server.start()
+    user = server.login()
+    server.logout(user)  # possibly before the page is back: it must be replayed, not missed
+    inspector.live()
+    inspector.wait_count("session", "closed", closed + 1, timeout=10)
+    # While the server was down the browser reported the lost socket and the refused connections; nothing else.
+    unreachable = ("WebSocket", "ERR_CONNECTION_REFUSED")
+    assert [e for e in inspector.errors if not any(u in e for u in unreachable)] == []
