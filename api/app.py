@@ -14,9 +14,11 @@ import importlib.metadata
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from granian.utils.proxies import wrap_asgi_with_proxy_headers
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -25,28 +27,32 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.problem_details import ProblemDetailsPlugin
+from litestar.types import ASGIApp
 
-from sessionflow.api import fanout, observability, problems
+from sessionflow.api import fanout, limits, observability, problems
 from sessionflow.api.auth.authenticate import Authenticator
 from sessionflow.api.auth.browser import CSRF_HEADER
 from sessionflow.api.auth.flows import Flows
 from sessionflow.api.auth.keys import load_keys
 from sessionflow.api.auth.oidc import from_settings as oidc_from_settings
+from sessionflow.api.auth.services import ServiceAuth
 from sessionflow.api.auth.tokens import AccessTokens
 from sessionflow.api.context import BEARER, AppContext, provide_ctx
 from sessionflow.api.fanout_redis import RedisFanout
 from sessionflow.api.heartbeats import SESSION_TOUCH_EVERY, Heartbeats
 from sessionflow.api.inspector.assembly import Inspector
+from sessionflow.api.revocations import revocations_endpoint
 from sessionflow.api.routes.admin import AdminController
 from sessionflow.api.routes.auth import AuthController
 from sessionflow.api.routes.lifecycle import LifecycleController
 from sessionflow.api.routes.ops import health, ready
+from sessionflow.api.routes.services import ServicesController
 from sessionflow.api.routes.sessions import SessionController
 from sessionflow.api.settings import Settings
 from sessionflow.api.touches import Touches
 from sessionflow.api.ws import Live, ws_endpoint
 from sessionflow.lifecycle import Clock, SystemClock
-from sessionflow.persistence import Database, TransitionService, migrate
+from sessionflow.persistence import CONNECTIONS, Database, StoreUnavailable, TransitionService, migrate
 
 log = logging.getLogger("sessionflow.app")
 
@@ -55,13 +61,33 @@ log = logging.getLogger("sessionflow.app")
 DRAINS: list[Callable[[], Awaitable[None]]] = []
 
 
-async def sweep_periodically(service: TransitionService, interval: float) -> None:
-    """Fire due timers every ``interval`` seconds until cancelled; errors are logged, never fatal."""
+async def sweep_periodically(service: TransitionService, interval: float, *, heartbeat_grace: float) -> None:
+    """Fire due timers every ``interval`` seconds until cancelled; errors are logged, never fatal.
+
+    After the store was unavailable, connections' timers wait ``heartbeat_grace`` seconds more: the pongs
+    every worker kept during the outage land first (api/heartbeats.py), so the overdue heartbeat timers
+    of connections that kept answering are restarted instead of fired. An outage is logged once, as a
+    warning, and its end once.
+    """
+    outage_since: float | None = None
+    grace_until = 0.0
     while True:
         try:
-            fired = await asyncio.to_thread(service.sweep)
+            skip = (CONNECTIONS.name,) if outage_since is not None or time.monotonic() < grace_until else ()
+            fired = await asyncio.to_thread(service.sweep, skip=skip)
+            if outage_since is not None:
+                log.warning("the store is available again after %.1f s", time.monotonic() - outage_since)
+                outage_since, grace_until = None, time.monotonic() + heartbeat_grace
             if fired:
                 log.info("sweeper fired %d timer events", len(fired))
+        except StoreUnavailable as exc:
+            if outage_since is None:
+                outage_since = time.monotonic()
+                log.warning(
+                    "sweep failed: store unavailable (%s); retrying every %.1f s",
+                    type(exc.__cause__ or exc).__name__,
+                    interval,
+                )
         except Exception:
             log.exception("sweep failed; retrying in %.1fs", interval)
         await asyncio.sleep(interval)
@@ -69,7 +95,9 @@ async def sweep_periodically(service: TransitionService, interval: float) -> Non
 
 def build_context(settings: Settings, *, clock: Clock | None = None) -> AppContext:
     clock = clock or SystemClock()
-    db = Database.from_url(settings.database_url, pool_size=settings.pool_size)
+    db = Database.from_url(
+        settings.database_url, pool_size=settings.pool_size, timeout=settings.database_timeout.total_seconds()
+    )
     service = TransitionService(db, clock=clock, durations=settings.durations())
     service.hooks.after_commit.append(observability.count_applied)
     service.hooks.on_refused.append(observability.count_refused)
@@ -86,6 +114,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> AppConte
         service=service,
         auth=Authenticator(service, access, idle_timeout=settings.session_idle_timeout),
         flows=Flows(service, access, settings),
+        services=ServiceAuth(db),
         schema_head=migrate.head(),
     )
 
@@ -126,7 +155,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             asyncio.create_task(fanout.resync_periodically(ctx.db, hub, settings.ws_resync_interval.total_seconds())),
         ]
         if run_sweeper:
-            tasks.append(asyncio.create_task(sweep_periodically(ctx.service, settings.sweep_interval.total_seconds())))
+            sweeping = sweep_periodically(
+                ctx.service,
+                settings.sweep_interval.total_seconds(),
+                heartbeat_grace=settings.ws_heartbeat_interval.total_seconds(),
+            )
+            tasks.append(asyncio.create_task(sweeping))
         if redis_fanout is not None:
             redis_fanout.bind(asyncio.get_running_loop())
             tasks += [
@@ -153,16 +187,19 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             await touches.flush()  # activity noted since the last batch still counts
             observability.SESSIONS_BY_STATE.detach(ctx.db)
             ctx.db.dispose()
+            log.info("application shutdown complete")
 
     return Litestar(
         route_handlers=[
             health,
             ready,
             ws_endpoint,
+            revocations_endpoint,
             AuthController,
             SessionController,
             LifecycleController,
             AdminController,
+            ServicesController,
             observability.MetricsController,
             *inspector.routes(),
         ],
@@ -177,6 +214,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             observability.request_id_middleware,
             observability.prometheus().middleware,
             observability.access_log().middleware,
+            limits.body_read_timeout(settings.body_read_timeout.total_seconds()),
         ],
         logging_config=observability.logging_config(settings.log_level),
         openapi_config=OpenAPIConfig(
@@ -218,6 +256,14 @@ def _cors(settings: Settings) -> CORSConfig | None:
     )
 
 
-def app_from_env() -> Litestar:
-    """Factory for uvicorn (``--factory``): settings from the environment."""
-    return create_app(Settings.from_env())
+def app_from_env() -> ASGIApp:
+    """Factory for the server (api/server.py): settings from the environment.
+
+    ``X-Forwarded-For`` sets the client address only on connections from ``SESSIONFLOW_FORWARDED_ALLOW_IPS``.
+    """
+    settings = Settings.from_env()
+    app = create_app(settings)
+    if not settings.forwarded_allow_ips:
+        return app
+    wrapped: ASGIApp = wrap_asgi_with_proxy_headers(app, settings.forwarded_allow_ips)
+    return wrapped

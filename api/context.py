@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 
 from sessionflow.api.auth.authenticate import Authenticator, Principal, Purpose
 from sessionflow.api.auth.flows import Flows
+from sessionflow.api.auth.services import ServiceAuth
 from sessionflow.api.errors import Forbidden
 from sessionflow.api.settings import Settings
 from sessionflow.persistence import Database, TransitionService, users
@@ -30,6 +31,7 @@ class AppContext:
     service: TransitionService
     auth: Authenticator
     flows: Flows
+    services: ServiceAuth  # registered services (introspection, the revocation feed)
     schema_head: str  # the migration this code expects, read once at start: probes never touch the scripts
 
     def principal(self, request: Request[object, object, State], purpose: Purpose = Purpose.USE) -> Principal:

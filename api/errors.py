@@ -4,6 +4,7 @@
 
     AuthError                       root of refusals; ``code`` is stable and machine-readable
     ├── InvalidCredentials (401)    missing, malformed, forged, expired or superseded credentials
+    ├── ServiceUnauthorized (401)   not a registered service's credentials (HTTP Basic)
     ├── NotConnectable (409)        the session exists but is not in a state that allows this yet
     ├── Forbidden (403)             authenticated, but lacking the right
     └── RateLimited (429)           too many attempts; ``retry_after`` seconds
@@ -47,6 +48,13 @@ class InvalidCredentials(AuthError):
 
     status = 401
     default_code = "token_invalid"
+
+
+class ServiceUnauthorized(AuthError):
+    """Missing or wrong registered-service credentials (introspection, the revocation feed)."""
+
+    status = 401
+    default_code = "service_unauthorized"
 
 
 class NotConnectable(AuthError):

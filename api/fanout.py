@@ -84,6 +84,7 @@ class Hub:
 
     def __init__(self) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[Any]]] = {}
+        self._watchers: set[asyncio.Queue[TransitionEvent]] = set()  # every session's events (the services feed)
         self._seen: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -102,6 +103,18 @@ class Hub:
             if not queues:
                 del self._subscribers[str(session_id)]
                 self._seen.pop(str(session_id), None)
+
+    def watch(self) -> asyncio.Queue[TransitionEvent]:
+        """A queue of every session's transitions delivered here (the revocation feed of registered services)."""
+        queue: asyncio.Queue[TransitionEvent] = asyncio.Queue(maxsize=10_000)
+        self._watchers.add(queue)
+        return queue
+
+    def unwatch(self, queue: asyncio.Queue[TransitionEvent]) -> None:
+        self._watchers.discard(queue)
+
+    def watching(self, queue: asyncio.Queue[TransitionEvent]) -> bool:
+        return queue in self._watchers
 
     def saw(self, session_id: uuid.UUID, seq: int) -> None:
         """A subscriber of ``session_id`` is up to date with ``seq`` (its welcome)."""
@@ -128,6 +141,11 @@ class Hub:
                 queue.put_nowait(RESYNC)
 
     def _dispatch(self, event: TransitionEvent) -> None:
+        for watcher in list(self._watchers):
+            if watcher.full():  # this far behind, it is dropped: it reconnects, and its mode's bound holds
+                self._watchers.discard(watcher)
+            else:
+                watcher.put_nowait(event)
         queues = self._subscribers.get(event.session_id)
         if not queues:
             return

@@ -11,7 +11,8 @@ The delay stays well inside the store's heartbeat timer: a pong at ``t`` is
 recorded by ``t + interval / 2``, the next by ``t + 1.5 * interval``, and the
 timer runs three intervals from each record. A connection the store no longer
 holds open (a sweeper dropped it) is told through its ``on_ended`` callback.
-When the store is unavailable the pongs wait for the next flush.
+When the store is unavailable the pongs wait for the next flush, and each counts from when it
+arrived: an outage longer than the heartbeat timer does not drop connections that kept answering.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from sessionflow.persistence import SESSIONS, StoreUnavailable, TransitionService, connections
 
@@ -35,6 +37,8 @@ SESSION_TOUCH_EVERY = 60.0  # pongs push the session's idle timeout back at most
 class Beat:
     session_id: uuid.UUID
     on_ended: Callable[[], Awaitable[None]]
+    since: datetime  # when the first pong not yet written arrived
+    at: datetime  # when the last one arrived: the write, however late, counts from then
 
 
 class Heartbeats:
@@ -49,7 +53,9 @@ class Heartbeats:
 
     def beat(self, connection_id: uuid.UUID, session_id: uuid.UUID, on_ended: Callable[[], Awaitable[None]]) -> None:
         """Note a pong; it reaches the store with the next flush."""
-        self._pending[connection_id] = Beat(session_id, on_ended)
+        now = self.service.clock.now()
+        waiting = self._pending.get(connection_id)
+        self._pending[connection_id] = Beat(session_id, on_ended, waiting.since if waiting else now, now)
 
     def forget(self, connection_id: uuid.UUID) -> None:
         """The connection ended: a pong still waiting is no longer news."""
@@ -76,7 +82,8 @@ class Heartbeats:
             except StoreUnavailable:
                 log.warning("could not record %d heartbeats; retrying with the next flush", len(items) - start)
                 for connection_id, beat in items[start:]:
-                    self._pending.setdefault(connection_id, beat)  # a newer pong keeps its place
+                    newer = self._pending.get(connection_id)  # a pong that arrived during this flush
+                    self._pending[connection_id] = replace(newer, since=beat.since) if newer else beat
                 return
             except Exception:
                 log.exception("recording %d heartbeats failed; they are dropped", len(chunk))
@@ -92,12 +99,12 @@ class Heartbeats:
         touched: set[uuid.UUID] = set()
         with self.service.transaction() as tx:
             for connection_id, beat in chunk:
-                if not connections.heartbeat(tx, connection_id):
+                if not connections.heartbeat(tx, connection_id, at=beat.at, since=beat.since):
                     ended.append(beat)
                     continue
                 last = self._session_touched.get(beat.session_id)
                 if (last is None or now - last >= self.session_touch_every) and beat.session_id not in touched:
-                    tx.touch(SESSIONS, beat.session_id)
+                    tx.touch(SESSIONS, beat.session_id, at=beat.at, since=beat.since)
                     touched.add(beat.session_id)
         self._session_touched.update(dict.fromkeys(touched, now))  # only once the transaction committed
         return ended

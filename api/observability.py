@@ -3,7 +3,8 @@
 Every log line carries the request id (``X-Request-ID`` from the caller when
 well formed, else generated, and echoed on the response). Access logs record
 method, path and status only: never headers, query strings or bodies, where
-tokens, tickets and passwords travel.
+tokens, tickets and passwords travel. Every message is one line, whatever a
+client put in it (api/logformat.py).
 """
 
 from __future__ import annotations
@@ -64,7 +65,12 @@ class _RequestIdFilter(logging.Filter):
 def logging_config(level: str) -> LoggingConfig:
     return LoggingConfig(
         filters={"request_id": {"()": _RequestIdFilter}},
-        formatters={"standard": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
+        formatters={
+            "standard": {
+                "()": "sessionflow.api.logformat.SafeFormatter",
+                "fmt": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+            }
+        },
         handlers={
             "console": {"class": "logging.StreamHandler", "formatter": "standard", "filters": ["request_id"]},
             "queue_listener": {

@@ -20,7 +20,13 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 
 from sessionflow.api.auth.authenticate import refusal
-from sessionflow.api.errors import AuthError, CloseRefusal, IdentityProviderUnavailable, RateLimited
+from sessionflow.api.errors import (
+    AuthError,
+    CloseRefusal,
+    IdentityProviderUnavailable,
+    RateLimited,
+    ServiceUnauthorized,
+)
 from sessionflow.lifecycle import (
     SESSION,
     ActorNotPermitted,
@@ -29,6 +35,7 @@ from sessionflow.lifecycle import (
     GuardFailed,
     UnknownEvent,
     UnknownState,
+    protocol,
 )
 from sessionflow.persistence import (
     IdempotencyKeyReused,
@@ -116,7 +123,9 @@ def _refused(exc: EventRefused) -> ProblemDetailsException:
 
 def _auth(exc: AuthError) -> ProblemDetailsException:
     headers: dict[str, str] = {}
-    if exc.status == 401:
+    if isinstance(exc, ServiceUnauthorized):
+        headers["WWW-Authenticate"] = 'Basic realm="sessionflow services"'
+    elif exc.status == 401:
         headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{exc.code}"'
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
@@ -142,7 +151,14 @@ def _http(exc: HTTPException) -> ProblemDetailsException:
         return problem(400, "invalid_request", "The request is malformed", str(exc.detail), errors=exc.extra or [])
     if isinstance(exc, NotFoundException):
         return problem(404, "not_found", "Nothing here", str(exc.detail))
-    codes = {400: "invalid_request", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+    codes = {
+        400: "invalid_request",
+        405: "method_not_allowed",
+        408: "request_timeout",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
+        499: "client_closed_request",
+    }
     code = codes.get(exc.status_code, f"http_{exc.status_code}")
     return problem(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
@@ -163,17 +179,6 @@ def _undecodable(exc: RecursionError | UnicodeDecodeError) -> ProblemDetailsExce
 
 # -- WebSocket close codes -----------------------------------------------------------------------
 
-# Auth error codes -> close codes. Anything else a credential can fail with is 4401.
-AUTH_CLOSE_CODES: dict[str, int] = {
-    "token_expired": 4419,
-    "session_expired": 4419,
-    "session_revoked": 4403,
-    "admin_required": 4406,
-    "session_closed": 4410,
-    "session_not_connectable": 4409,
-    "ticket_expired": 4408,
-    "rate_limited": 4429,
-}
 CLOSE_REASON_BYTES = 123  # what fits a close frame (RFC 6455: 125 bytes of payload, 2 of them the code)
 
 
@@ -187,7 +192,7 @@ def close_code_for(error: Exception) -> tuple[int, str]:
     if isinstance(error, CloseRefusal):
         return error.code, error.reason
     if isinstance(error, AuthError):
-        return AUTH_CLOSE_CODES.get(error.code, 4401), error.detail[:120]
+        return protocol.REFUSAL_CLOSE_CODES.get(error.code, protocol.UNAUTHORIZED), error.detail[:120]
     if isinstance(error, StoreUnavailable):
         return 4503, "store unavailable; reconnect with backoff"
     if isinstance(error, EventRefused) and error.machine == SESSION.name:

@@ -98,14 +98,20 @@ class Settings:
         "sessionflow:transitions", "the Redis channel of `FANOUT=redis`; deployments sharing a Redis need their own"
     )
     ws_max_connections_per_session: int = setting(10, "live WebSockets one session may hold (4429 beyond)")
-    ws_max_connections_per_address: int = setting(200, "live WebSockets per client address and worker (4429)")
+    ws_max_connections_per_address: int = setting(
+        200, "live WebSockets per client address, counted in the store across every worker and host (4429)"
+    )
     allowed_origins: tuple[str, ...] = setting(
         (),
         "comma-separated origins of the browser apps allowed to use this server: they may open WebSockets "
         "(a handshake from any other `Origin` closes 1008; one without `Origin`, not a browser, is allowed), "
         "call the API cross-origin with credentials (CORS) and refresh with the cookie",
     )
-    jwt_algorithm: str = setting("HS256", "`HS256`, or `EdDSA` or `RS256` with the key files below")
+    jwt_algorithm: str = setting(
+        "HS256",
+        "`HS256` for a single service (its secret is never published), or `EdDSA` (the default for several "
+        "services: public keys at `/api/auth/jwks`, rotated with `sessionflow keys rotate`) or `RS256`",
+    )
     jwt_secret: str = setting(
         "", "HS256 secret, 32 bytes or more; unset: generated into `JWT_SECRET_FILE`", secret=True
     )
@@ -114,8 +120,13 @@ class Settings:
         "where the generated HS256 secret is kept (owner-only); default: `sessionflow.secret` beside the "
         "SQLite file, or `$XDG_CONFIG_HOME/sessionflow/` for PostgreSQL",
     )
-    jwt_private_key_file: str = setting("", "PEM private key for EdDSA or RS256")
-    jwt_public_key_file: str = setting("", "PEM public key for EdDSA or RS256")
+    jwt_keys_dir: str = setting(
+        "",
+        "EdDSA or RS256 without key files: the directory of rotated keys (owner-only, generated on first start); "
+        "default: `sessionflow.keys/` beside the SQLite file, or `$XDG_CONFIG_HOME/sessionflow/keys/`",
+    )
+    jwt_private_key_file: str = setting("", "PEM private key for EdDSA or RS256: one fixed key pair, not rotated")
+    jwt_public_key_file: str = setting("", "PEM public key for EdDSA or RS256, with the private key file")
     jwt_issuer: str = setting("sessionflow", "`iss` of access tokens")
     jwt_audience: str = setting("sessionflow", "`aud` of access tokens")
     access_token_ttl: timedelta = setting(timedelta(minutes=15), "access token lifetime")
@@ -132,9 +143,23 @@ class Settings:
     )
     ws_ticket_ttl: timedelta = setting(timedelta(seconds=30), "WebSocket ticket lifetime")
     max_sessions_per_user: int = setting(10, "sessions a user may hold at once; login beyond is refused (409)")
-    login_limit_per_user: int = setting(5, "login attempts per username per window (429 beyond)")
-    login_limit_per_address: int = setting(20, "login attempts per client address per window (429 beyond)")
-    login_limit_window: timedelta = setting(timedelta(minutes=1), "the login rate-limit window")
+    login_limit_per_user: int = setting(
+        5,
+        "failed logins per username from one client address per window; beyond, that address gets 429 for that "
+        "username (the right password too), while the user can still log in from anywhere else",
+    )
+    login_limit_per_address: int = setting(
+        20,
+        "failed logins per client address per window, whatever the usernames (429 beyond); successful logins do "
+        "not count, so many users behind one NAT address can log in",
+    )
+    login_limit_window: timedelta = setting(timedelta(minutes=1), "the window of the two limits above")
+    login_limit_per_account: int = setting(
+        100,
+        "failed logins per username from all addresses per `LOGIN_ACCOUNT_WINDOW` (429 beyond): the ceiling on a "
+        "guessing attack spread over many addresses (OWASP ASVS: at most 100 failures an hour)",
+    )
+    login_account_window: timedelta = setting(timedelta(hours=1), "the window of `LOGIN_LIMIT_PER_ACCOUNT`")
     oidc_issuer: str = setting("", "accept ID tokens from this identity provider at login (off while empty)")
     oidc_audience: str = setting("", "the `aud` ID tokens must carry")
     oidc_jwks_url: str = setting("", "where the provider publishes its signing keys")
@@ -146,7 +171,26 @@ class Settings:
         "need an admin's token); `false` serves none of it",
     )
     forwarded_allow_ips: str = setting(
-        "127.0.0.1", "comma-separated proxy addresses whose `X-Forwarded-For` is trusted"
+        "",
+        "comma-separated addresses (or networks) of your reverse proxies, whose `X-Forwarded-For` gives the client "
+        "address; empty: trust none, so no process can pick the address its rate limits count against",
+    )
+    database_timeout: timedelta = setting(
+        timedelta(seconds=2),
+        "longest wait for the database at each step (a pooled connection, connecting, one statement); beyond it "
+        "a request answers 503 with `Retry-After` and a WebSocket closes 4503, within this plus the larger of this "
+        "and 2 s, plus a second",
+    )
+    header_read_timeout: timedelta = setting(
+        timedelta(seconds=10), "a client must send a request's complete head (or a WebSocket handshake) this soon"
+    )
+    header_limit: int = setting(
+        32 * 1024,
+        "bytes of request head (request line and headers) read, checked after each read of the socket (so a head "
+        "up to about twice this may pass); beyond, 431 and the socket closed",
+    )
+    body_read_timeout: timedelta = setting(
+        timedelta(seconds=10), "a client must send a request's complete body this soon after its head (408 beyond)"
     )
 
     @classmethod
@@ -179,10 +223,11 @@ class Settings:
             )
         if self.jwt_algorithm not in {"HS256", "EdDSA", "RS256"}:
             raise SettingsError(f"{PREFIX}JWT_ALGORITHM must be HS256, EdDSA or RS256, not {self.jwt_algorithm!r}")
-        if self.jwt_algorithm != "HS256" and not (self.jwt_private_key_file and self.jwt_public_key_file):
+        if bool(self.jwt_private_key_file) != bool(self.jwt_public_key_file):
+            raise SettingsError(f"{PREFIX}JWT_PRIVATE_KEY_FILE and {PREFIX}JWT_PUBLIC_KEY_FILE go together")
+        if self.jwt_algorithm == "HS256" and (self.jwt_private_key_file or self.jwt_keys_dir):
             raise SettingsError(
-                f"{PREFIX}JWT_ALGORITHM={self.jwt_algorithm} needs "
-                f"{PREFIX}JWT_PRIVATE_KEY_FILE and {PREFIX}JWT_PUBLIC_KEY_FILE"
+                f"{PREFIX}JWT_ALGORITHM=HS256 uses a secret, not key files: set {PREFIX}JWT_ALGORITHM=EdDSA"
             )
         if self.jwt_secret and len(self.jwt_secret.encode()) < 32:
             raise SettingsError(f"{PREFIX}JWT_SECRET must be at least 32 bytes")
@@ -196,8 +241,10 @@ class Settings:
             "max_sessions_per_user",
             "login_limit_per_user",
             "login_limit_per_address",
+            "login_limit_per_account",
             "ws_max_connections_per_session",
             "ws_max_connections_per_address",
+            "header_limit",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -41,11 +42,10 @@ TOKEN_WARNING = 60.0  # seconds before the credential expires that token_expirin
 
 @dataclass
 class Live:
-    """This worker's live connections: for per-address caps and for closing them all on shutdown."""
+    """This worker's live connections, to close them all on shutdown."""
 
     worker_id: str
     connections: set[Connection] = field(default_factory=set)
-    per_address: dict[str, int] = field(default_factory=dict)
 
     async def drain(self, code: int = 1001, reason: str = "server going away") -> None:
         await asyncio.gather(*(c.shutdown(code, reason) for c in list(self.connections)), return_exceptions=True)
@@ -77,11 +77,10 @@ class Connection:
 
     async def run(self) -> None:
         await self.socket.accept()
-        counted = False
         queue: asyncio.Queue[Any] | None = None
         try:
             self._check_origin()
-            counted = self._count_address()
+            resume = _last_seq(self.socket.query_params.get("last_seq"))
             principal = await asyncio.to_thread(self._authenticate)
             self.session_id = principal.session_id
             queue = self.hub.subscribe(principal.session_id)
@@ -91,7 +90,7 @@ class Connection:
             self._opened_at = time.monotonic()
             await asyncio.to_thread(self._open)
             self.live.connections.add(self)
-            await self._welcome()
+            await self._welcome(resume)
             await self._loop(queue)
         except CloseRefusal as refusal:
             await self._refuse(refusal)
@@ -107,8 +106,6 @@ class Connection:
             self.live.connections.discard(self)
             if self.id is not None:
                 self.heartbeats.forget(self.id)
-            if counted:
-                self.live.per_address[self.address] -= 1
 
     async def shutdown(self, code: int, reason: str) -> None:
         """Close from outside (server shutdown), recording it."""
@@ -120,13 +117,6 @@ class Connection:
         origin = self.socket.headers.get("origin")
         if origin is not None and origin not in self.ctx.settings.allowed_origins:
             raise CloseRefusal(1008, "origin not allowed")
-
-    def _count_address(self) -> bool:
-        limit = self.ctx.settings.ws_max_connections_per_address
-        if self.live.per_address.get(self.address, 0) >= limit:
-            raise CloseRefusal(4429, "too many connections from this address", retry_after=5)
-        self.live.per_address[self.address] = self.live.per_address.get(self.address, 0) + 1
-        return True
 
     def _authenticate(self) -> Principal:
         """Ticket or bearer token, decided by the Authenticator; the credential lasts as long as its token."""
@@ -149,6 +139,10 @@ class Connection:
             connections.session_state(tx, self.session_id)
             if connections.open_count(tx, self.session_id) >= settings.ws_max_connections_per_session:
                 raise CloseRefusal(4429, "too many connections for this session", retry_after=5)
+            # Counted in the store, so the cap holds across workers and hosts (and, locked per address on
+            # PostgreSQL, across concurrent handshakes).
+            if connections.open_count_for_address(tx, self.address) >= settings.ws_max_connections_per_address:
+                raise CloseRefusal(4429, "too many connections from this address", retry_after=5)
             row = connections.open_connection(
                 tx, self.session_id, worker_id=self.live.worker_id, remote_addr=self.address
             )
@@ -159,10 +153,9 @@ class Connection:
                 raise CloseRefusal(*closing)
             self.id = row.id
 
-    async def _welcome(self) -> None:
+    async def _welcome(self, resume: int | None) -> None:
         assert self.session_id is not None
         snapshot = await asyncio.to_thread(self.ctx.service.get, SESSION.name, self.session_id)
-        resume = self.socket.query_params.get("last_seq")
         recovered: bool | None = None
         replay: list[dict[str, Any]] = []
         if resume is not None:
@@ -184,13 +177,12 @@ class Connection:
         for message in replay:
             await self._send(message)
 
-    def _replay(self, resume: str, current: int) -> tuple[bool, list[dict[str, Any]]]:
-        """Transitions after ``resume`` from history; all of them, or none and recovered false."""
+    def _replay(self, after: int, current: int) -> tuple[bool, list[dict[str, Any]]]:
+        """Transitions after ``after`` from history; all of them, or none and recovered false."""
         assert self.session_id is not None
         other = self.socket.query_params.get("session_id")
-        if not resume.isdigit() or int(resume) > current or (other is not None and other != str(self.session_id)):
+        if after > current or (other is not None and other != str(self.session_id)):
             return False, []
-        after = int(resume)
         entries = queries.history(self.ctx.db, SESSION.name, self.session_id, after_seq=after, limit=queries.MAX_PAGE)
         if [e.seq for e in entries] != list(range(after + 1, current + 1)):
             return False, []  # gaps (history pruned) or more than a page: the full state in welcome instead
@@ -365,6 +357,18 @@ class Connection:
                 event = ConnectionEvent.CLOSE if clean else ConnectionEvent.DROP
                 tx.fire(CONNECTION.name, self.id, event, actor=Actor.SERVER)
             connections.record_close(tx, self.id, code, reason)
+
+
+_SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and few enough to be a sequence number
+
+
+def _last_seq(raw: str | None) -> int | None:
+    """``?last_seq=``: absent, or a decimal sequence number; anything else is the client's error (4400)."""
+    if raw is None:
+        return None
+    if _SEQ.fullmatch(raw) is None:
+        raise CloseRefusal(4400, "last_seq must be a decimal sequence number")
+    return int(raw)
 
 
 def _transition(

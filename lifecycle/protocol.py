@@ -64,6 +64,20 @@ CLOSE_CODES: tuple[CloseCode, ...] = (
 
 BY_CODE = {row.code: row for row in CLOSE_CODES}
 
+UNAUTHORIZED = 4401  # what any other refused credential closes with
+# The problem codes of refused credentials -> the close code a WebSocket presenting them gets. The server
+# and the services middleware (sessionflow.middleware) refuse by this one table.
+REFUSAL_CLOSE_CODES: dict[str, int] = {
+    "token_expired": 4419,
+    "session_expired": 4419,
+    "session_revoked": 4403,
+    "admin_required": 4406,
+    "session_closed": 4410,
+    "session_not_connectable": 4409,
+    "ticket_expired": 4408,
+    "rate_limited": 4429,
+}
+
 
 def as_data() -> list[dict[str, object]]:
     return [{**asdict(row), "action": str(row.action)} for row in CLOSE_CODES]

@@ -2,7 +2,7 @@
 
 This is the surface the API uses. The modules below it (``database``,
 ``service``, ``tx``, ...) are the implementation; ``connections``,
-``credentials``, ``queries``, ``ratelimits``, ``sessions``, ``users`` and
+``credentials``, ``queries``, ``ratelimits``, ``services``, ``sessions``, ``users`` and
 ``migrate`` are imported as modules, because their functions read best with
 their module's name in front (``credentials.issue_ticket(tx, ...)``).
 """
@@ -15,6 +15,7 @@ from sessionflow.persistence import (
     migrate,
     queries,
     ratelimits,
+    services,
     sessions,
     users,
 )
@@ -26,6 +27,7 @@ from sessionflow.persistence.errors import (
     InvalidInput,
     InvalidInstanceId,
     PersistenceError,
+    ServiceExists,
     StoreUnavailable,
     UserExists,
     VersionConflict,
@@ -50,6 +52,7 @@ __all__ = [
     "InvalidInput",
     "InvalidInstanceId",
     "PersistenceError",
+    "ServiceExists",
     "Snapshot",
     "StoreUnavailable",
     "TransitionService",
@@ -62,6 +65,7 @@ __all__ = [
     "migrate",
     "queries",
     "ratelimits",
+    "services",
     "sessions",
     "users",
 ]

@@ -11,6 +11,7 @@ heartbeats.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, bindparam, func, select, update
@@ -51,8 +52,15 @@ def record_close(tx: Tx, connection_id: uuid.UUID, code: int, reason: str) -> No
     )
 
 
-def heartbeat(tx: Tx, connection_id: uuid.UUID) -> bool:
-    """A pong arrived: note when and restart the heartbeat timer. False if the connection is no longer open."""
+def heartbeat(tx: Tx, connection_id: uuid.UUID, *, at: datetime | None = None, since: datetime | None = None) -> bool:
+    """Pongs arrived from ``since`` until ``at`` (both default: now): note the last and restart the heartbeat
+    timer from it.
+
+    False if the connection is no longer open, or its heartbeat timer was due before ``since``, the first
+    pong not yet recorded (the worker holding the connection closes it itself when pongs stop, so pongs
+    from ``since`` to ``at`` were never further apart than the timer).
+    """
+    at = tx.now if at is None else min(at, tx.now)
     c = _connections.c
     prepared = tx.db.prepare(
         "connection_heartbeat",
@@ -63,9 +71,31 @@ def heartbeat(tx: Tx, connection_id: uuid.UUID) -> bool:
             .returning(c.id)
         ),
     )
-    if tx.cursor.one(prepared, {"cid": connection_id, "now": tx.now, "open": str(_C.OPEN)}) is None:
+    if tx.cursor.one(prepared, {"cid": connection_id, "now": at, "open": str(_C.OPEN)}) is None:
         return False
-    return tx.touch(CONNECTIONS, connection_id)
+    return tx.touch(CONNECTIONS, connection_id, at=at, since=since)
+
+
+def open_count_for_address(tx: Tx, address: str) -> int:
+    """Open connections from client ``address`` on every worker and host.
+
+    On PostgreSQL the transaction first takes an advisory lock on the address (released at commit), so
+    handshakes from one address arriving at once on several workers count each other; SQLite's write
+    transactions are serial already.
+    """
+    c = _connections.c
+    if tx.db.is_postgresql:
+        lock = tx.db.prepare(
+            "connections_address_lock",
+            lambda: select(func.pg_advisory_xact_lock(func.hashtext(bindparam("key")))),
+        )
+        tx.cursor.execute(lock, {"key": f"sessionflow:ws-address:{address}"})
+    prepared = tx.db.prepare(
+        "connections_open_count_address",
+        lambda: select(func.count()).where(and_(c.remote_addr == bindparam("addr"), c.state == bindparam("open"))),
+    )
+    row = tx.cursor.one(prepared, {"addr": address[:64], "open": str(_C.OPEN)})
+    return int(row[0]) if row else 0
 
 
 def open_count(tx: Tx, session_id: uuid.UUID) -> int:

@@ -61,6 +61,7 @@ class Redeemed:
     status: TicketStatus
     session_id: uuid.UUID | None
     credential_expires_at: datetime | None = None  # None for tickets issued before migration 0002
+    token_generation: int | None = None  # None for tickets issued before migration 0003
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +191,11 @@ def anonymous_token_matches(tx: Tx, session_id: uuid.UUID, token: str) -> bool:
     return row is not None and row[0] is not None and secrets.compare_digest(row[0], token_hash(token))
 
 
-def issue_ticket(tx: Tx, session_id: uuid.UUID, ttl: timedelta, *, credential_expires_at: datetime) -> str:
-    """A single-use ticket for ``session_id``, standing for an access token expiring at ``credential_expires_at``."""
+def issue_ticket(
+    tx: Tx, session_id: uuid.UUID, ttl: timedelta, *, credential_expires_at: datetime, token_generation: int
+) -> str:
+    """A single-use ticket for ``session_id``, standing for an access token of ``token_generation`` expiring at
+    ``credential_expires_at``."""
     ticket = new_token(TICKET_PREFIX)
     prepared = tx.db.prepare(
         "ticket_insert", lambda: insert(_tickets).values({c: bindparam(c) for c in _TICKET_COLUMNS})
@@ -205,12 +209,21 @@ def issue_ticket(tx: Tx, session_id: uuid.UUID, ttl: timedelta, *, credential_ex
             "expires_at": tx.now + ttl,
             "used_at": None,
             "credential_expires_at": credential_expires_at,
+            "token_generation": token_generation,
         },
     )
     return ticket
 
 
-_TICKET_COLUMNS = ("ticket_hash", "session_id", "issued_at", "expires_at", "used_at", "credential_expires_at")
+_TICKET_COLUMNS = (
+    "ticket_hash",
+    "session_id",
+    "issued_at",
+    "expires_at",
+    "used_at",
+    "credential_expires_at",
+    "token_generation",
+)
 
 
 class TicketStatus(enum.StrEnum):
@@ -229,15 +242,15 @@ def consume_ticket(tx: Tx, ticket: str) -> Redeemed:
             update(_tickets)
             .where(and_(c.ticket_hash == bindparam("h"), c.used_at.is_(None)))
             .values(used_at=bindparam("now"))
-            .returning(c.session_id, c.expires_at, c.credential_expires_at)
+            .returning(c.session_id, c.expires_at, c.credential_expires_at, c.token_generation)
         ),
-        (c.session_id.type, c.expires_at.type, c.credential_expires_at.type),
+        (c.session_id.type, c.expires_at.type, c.credential_expires_at.type, c.token_generation.type),
     )
     row = tx.cursor.one(spend, {"h": token_hash(ticket), "now": tx.now})
     if row is not None:
-        session_id, expires_at, credential_expires_at = row
+        session_id, expires_at, credential_expires_at, generation = row
         status = TicketStatus.VALID if expires_at > tx.now else TicketStatus.EXPIRED
-        return Redeemed(status, session_id, credential_expires_at)
+        return Redeemed(status, session_id, credential_expires_at, generation)
     seen = tx.db.prepare(
         "ticket_seen", lambda: select(c.session_id).where(c.ticket_hash == bindparam("h")), (c.session_id.type,)
     )

@@ -31,14 +31,21 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from sessionflow.persistence.bounded import bound_waits
 from sessionflow.persistence.errors import StoreUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
-def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
-    """An engine configured for sessionflow's access pattern on SQLite or PostgreSQL."""
+def create_db_engine(url: str, *, pool_size: int = 10, timeout: float | None = None, echo: bool = False) -> Engine:
+    """An engine configured for sessionflow's access pattern on SQLite or PostgreSQL.
+
+    With ``timeout`` (seconds), no single wait on the database lasts longer: a connection from the pool,
+    SQLite's busy wait, and on PostgreSQL connecting and each exchange with the server (api/ serves
+    with one; migrations and commands wait as long as they need).
+    """
     parsed = make_url(url)
+    bounded = {} if timeout is None else {"pool_timeout": timeout}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +56,7 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
             echo=echo,
             hide_parameters=True,  # bound values include password and token hashes: never in errors or logs
+            **bounded,
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
@@ -56,9 +64,18 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(
-            parsed, pool_size=pool_size, max_overflow=2 * pool_size, pool_pre_ping=True, echo=echo, hide_parameters=True
+        engine = create_engine(
+            parsed,
+            pool_size=pool_size,
+            max_overflow=2 * pool_size,
+            pool_pre_ping=True,
+            echo=echo,
+            hide_parameters=True,
+            **bounded,
         )
+        if timeout is not None:
+            bound_waits(engine, timeout)
+        return engine
     raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
 
 
@@ -162,8 +179,9 @@ class Prepared:
 class Database:
     """One engine plus the compiled statements and the write transaction built on it."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, timeout: float | None = None) -> None:
         self.engine = engine
+        self.timeout = timeout  # longest wait for this process's SQLite write turn; None: no bound
         self.dialect = engine.dialect
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.is_postgresql = engine.dialect.name == "postgresql"
@@ -187,8 +205,8 @@ class Database:
         self._reading = threading.local()
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
-        return cls(create_db_engine(url, pool_size=pool_size))
+    def from_url(cls, url: str, *, pool_size: int = 10, timeout: float | None = None) -> Database:
+        return cls(create_db_engine(url, pool_size=pool_size, timeout=timeout), timeout=timeout)
 
     @functools.cached_property
     def _prepared(self) -> dict[Any, Prepared]:
@@ -305,8 +323,8 @@ class WriteTransaction:
 
     def __enter__(self) -> Cursor:
         db = self._db
-        if db._write_turn is not None:
-            db._write_turn.acquire()
+        if db._write_turn is not None and not db._write_turn.acquire(timeout=-1 if db.timeout is None else db.timeout):
+            raise StoreUnavailable(f"no turn to write within {db.timeout} s: the database is overloaded")
         try:
             self._raw = db._writer()
             cursor = self._raw.cursor()

@@ -9,6 +9,7 @@
     ├── VersionConflict             compare-and-set lost: a stale If-Match or a concurrent writer
     ├── IdempotencyKeyReused        the key was first used for a different event
     ├── UserExists                  the username (or identity) is taken
+    ├── ServiceExists               a registered service of that name exists
     └── StoreUnavailable            the database cannot be reached or stayed locked
 
 Refusals by the machine itself are :class:`sessionflow.lifecycle.EventRefused` errors,
@@ -94,6 +95,16 @@ class UserExists(PersistenceError):
     def __init__(self, username: str) -> None:
         self.username = username
         super().__init__(f"a user named {username!r} already exists")
+
+
+class ServiceExists(PersistenceError):
+    """A registered service of that name exists already."""
+
+    code = "service_exists"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"a service named {name!r} is already registered")
 
 
 class StoreUnavailable(PersistenceError):

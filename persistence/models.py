@@ -86,6 +86,16 @@ class User(Base):
     __table_args__ = (UniqueConstraint("oidc_issuer", "oidc_subject"),)
 
 
+class RegisteredService(Base):
+    """Another service allowed to introspect tokens and receive revocations; only its secret's hash is kept."""
+
+    __tablename__ = "services"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # the client id of HTTP Basic
+    secret_hash: Mapped[str] = mapped_column(HASH)
+    created_at: Mapped[datetime]
+
+
 class Session(Base):
     __tablename__ = "sessions"
 
@@ -128,7 +138,10 @@ class Connection(Base):
     heartbeat_due_at: Mapped[datetime | None]
     next_due_at: Mapped[datetime | None] = mapped_column(index=True)
 
-    __table_args__ = (Index("ix_connections_worker_id_state", "worker_id", "state"),)
+    __table_args__ = (
+        Index("ix_connections_worker_id_state", "worker_id", "state"),
+        Index("ix_connections_remote_addr_state", "remote_addr", "state"),  # the per-address cap
+    )
 
 
 class TransitionRecord(Base):
@@ -199,6 +212,8 @@ class WsTicket(Base):
     used_at: Mapped[datetime | None]
     # When the access token the ticket was obtained with expires: the connection's credential ends then.
     credential_expires_at: Mapped[datetime | None]
+    # The session's token generation when the ticket was issued: a refresh since supersedes the ticket too.
+    token_generation: Mapped[int | None]
 
 
 class IdempotencyKey(Base):

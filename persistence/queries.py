@@ -19,7 +19,8 @@ from sessionflow.persistence.errors import InvalidInput
 from sessionflow.persistence.models import Connection, Session, TransitionRecord, User, table
 from sessionflow.persistence.records import HistoryEntry
 
-MAX_PAGE = 500
+MAX_PAGE = 500  # the most rows a page of the API holds
+MAX_READ = MAX_PAGE + 1  # a full page and the one row more that says another page follows
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +35,8 @@ class SessionRow:
 
 
 def _limit(limit: object) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput("limit", f"must be an integer from 1 to {MAX_PAGE}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_READ:
+        raise InvalidInput("limit", f"must be an integer from 1 to {MAX_READ}")
     return limit
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, case
+from sqlalchemy import bindparam, case, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from sessionflow.persistence.models import RateLimit, table
@@ -44,6 +44,20 @@ def _upsert_attempt(dialect: str) -> Any:
             "window_start": case((expired, now), else_=c.window_start),
         },
     ).returning(c.count, c.window_start)
+
+
+def attempts(tx: Tx, key: str, window: timedelta) -> tuple[int, datetime]:
+    """The count of ``key``'s current window and the window's start, without counting (0 once it expired)."""
+    c = _limits.c
+    prepared = tx.db.prepare(
+        "rate_limit_read",
+        lambda: select(c.count, c.window_start).where(c.key == bindparam("key")),
+        (c.count.type, c.window_start.type),
+    )
+    row = tx.cursor.one(prepared, {"key": key})
+    if row is None or row[1] <= tx.now - window:
+        return 0, tx.now
+    return int(row[0]), row[1]
 
 
 def clear_attempts(tx: Tx, key: str) -> None:

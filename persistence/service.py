@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Unpack
@@ -107,10 +107,13 @@ class TransitionService:
         with self.transaction() as tx:
             return tx.touch(binding, iid)
 
-    def sweep(self, *, limit: int = 200) -> list[Applied]:
-        """Fire every timer that is due, in batches; safe to run from many processes at once."""
+    def sweep(self, *, limit: int = 200, skip: Collection[str] = ()) -> list[Applied]:
+        """Fire every timer that is due, in batches, except on the machines named in ``skip``; safe to run
+        from many processes at once."""
         fired: list[Applied] = []
         for binding in BINDINGS.values():
+            if binding.name in skip:
+                continue
             while True:
                 with self.transaction() as tx:
                     ids = tx.due_ids(binding, limit)

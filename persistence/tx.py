@@ -179,11 +179,21 @@ class Tx:
         state, version, timers = self._load(binding, iid)
         return self._fire_due_loaded(binding, iid, state, version, timers, request_id=None)
 
-    def touch(self, binding: Binding, iid: uuid.UUID) -> bool:
+    def touch(
+        self, binding: Binding, iid: uuid.UUID, *, at: datetime | None = None, since: datetime | None = None
+    ) -> bool:
+        """Activity on ``iid`` from ``since`` until ``at`` (both default: now) restarts its timers from ``at``;
+        False if a timer due before ``since`` ended it first.
+
+        Activity written late (heartbeats kept while the store was unavailable) counts from when it
+        happened: a connection that answered all along is not dropped for the delay of the write.
+        """
+        at = self.now if at is None else min(at, self.now)
+        since = at if since is None else min(since, at)
         state, version, timers = self._load(binding, iid)
-        if self._fire_due_loaded(binding, iid, state, version, timers, request_id=None):
+        if self._fire_due_loaded(binding, iid, state, version, timers, request_id=None, until=since):
             return False
-        touched = binding.engine.touched_timers(state, timers, self.now, self.service.durations_for(binding))
+        touched = binding.engine.touched_timers(state, timers, at, self.service.durations_for(binding))
         values: dict[str, Any] = {"id": iid, "expected": version, "next_due_at": _earliest(touched)}
         values.update({f"{name}_due_at": due for name, due in touched.items()})
         return self.cursor.one(self.db.prepare(("touch", binding.name), binding.touch), values) is not None
@@ -217,11 +227,14 @@ class Tx:
         timers: dict[str, datetime | None],
         *,
         request_id: str | None,
+        until: datetime | None = None,
     ) -> list[Applied]:
+        """Fire the timers due by ``until`` (default: now)."""
         compiled = self.service._compiled(binding)
         engine, durations = compiled.engine, self.service.durations_for(binding)
+        until = self.now if until is None else until
         fired: list[Applied] = []
-        while (due := engine.next_due(state, timers)) is not None and due[1] <= self.now:
+        while (due := engine.next_due(state, timers)) is not None and due[1] <= until:
             if len(fired) >= _MAX_TIMER_FIRES:
                 raise RuntimeError(f"{binding.name} {iid}: timers keep firing; the definition is broken")
             timer, due_at = due

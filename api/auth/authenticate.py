@@ -49,6 +49,7 @@ class Principal:
     version: int
     anonymous: bool
     token_expires_at: int
+    token_generation: int | None = None  # of the access token presented; None for tickets and anonymous tokens
     snapshot: Snapshot | None = field(default=None, compare=False, repr=False)
 
 
@@ -114,7 +115,9 @@ class Authenticator:
                 raise NotConnectable(
                     "the session is anonymous: log in before connecting", code="session_not_connectable"
                 )
-            return Principal(snapshot.id, None, snapshot.state, snapshot.version, True, claims.expires_at, snapshot)
+            return Principal(
+                snapshot.id, None, snapshot.state, snapshot.version, True, claims.expires_at, snapshot=snapshot
+            )
         if row.get("user_id") != claims.user_id:
             raise InvalidCredentials("the token does not match its session", code="token_invalid")
         require(snapshot.state, purpose)
@@ -122,7 +125,14 @@ class Authenticator:
             raise InvalidCredentials("the token was superseded by a newer one; use the latest", code="token_superseded")
         self._touch(snapshot.id, snapshot.timers.get("idle"))
         return Principal(
-            snapshot.id, claims.user_id, snapshot.state, snapshot.version, False, claims.expires_at, snapshot
+            snapshot.id,
+            claims.user_id,
+            snapshot.state,
+            snapshot.version,
+            False,
+            claims.expires_at,
+            token_generation=claims.generation,
+            snapshot=snapshot,
         )
 
     def ticket(self, ticket: str) -> Principal:
@@ -146,6 +156,12 @@ class Authenticator:
             )
         snapshot = self.service.get(SESSION.name, session_id)
         require(snapshot.state, Purpose.CONNECT)
+        # Tickets issued before migration 0003 do not record it, and are not checked.
+        if redeemed.token_generation is not None and snapshot.row.get("token_generation") != redeemed.token_generation:
+            raise InvalidCredentials(
+                "the ticket was obtained with a token a refresh has superseded; get a new ticket",
+                code="token_superseded",
+            )
         user_id = snapshot.row.get("user_id")
         return Principal(session_id, user_id, snapshot.state, snapshot.version, False, int(expires.timestamp()))
 

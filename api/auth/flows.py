@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sessionflow.api.auth.authenticate import refusal
 from sessionflow.api.auth.oidc import OidcVerifier
@@ -78,14 +79,23 @@ class Flows:
         anonymous_token: str | None = None,
         request_id: str | None = None,
     ) -> Issued:
-        """Verify a password and log in. Every failure is the same ``login_failed`` (no user enumeration)."""
-        self._count_attempt(username, client_address)
+        """Verify a password and log in. Every failure is the same ``login_failed`` (no user enumeration).
+
+        Only failures count toward the limits (docs/security.md, "Login throttling"): per username and
+        client address, per username from everywhere, per client address. A success clears its
+        username-and-address count.
+        """
+        limits = self._password_limits(username, client_address)
+        self._check_limits(limits)
         user = users.by_name(self.service.db, username)
         ok = verify_password(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
         if user is None or not ok or not user.enabled or user.password_hash is None:
+            with self.service.transaction() as tx:
+                for key, _, window in limits:
+                    ratelimits.count_attempt(tx, key, window)
             raise InvalidCredentials("unknown user or wrong password", code="login_failed")
         with self.service.transaction() as tx:
-            ratelimits.clear_attempts(tx, _user_key(username))
+            ratelimits.clear_attempts(tx, limits[0][0])
         return self.login_user(user, session_id=session_id, anonymous_token=anonymous_token, request_id=request_id)
 
     def login_id_token(
@@ -222,11 +232,16 @@ class Flows:
                 return lookup.session_id
         raise InvalidCredentials("the refresh cookie is not a current refresh token", code="refresh_token_invalid")
 
-    def ticket(self, session_id: uuid.UUID, *, credential_expires_at: datetime) -> tuple[str, int]:
-        """A WebSocket ticket standing for the caller's access token, which expires at ``credential_expires_at``."""
+    def ticket(
+        self, session_id: uuid.UUID, *, credential_expires_at: datetime, token_generation: int
+    ) -> tuple[str, int]:
+        """A WebSocket ticket standing for the caller's access token, of ``token_generation``, which expires at
+        ``credential_expires_at``: a refresh (a newer generation) supersedes the ticket with the token."""
         ttl = self.settings.ws_ticket_ttl
         with self.service.transaction() as tx:
-            ticket = credentials.issue_ticket(tx, session_id, ttl, credential_expires_at=credential_expires_at)
+            ticket = credentials.issue_ticket(
+                tx, session_id, ttl, credential_expires_at=credential_expires_at, token_generation=token_generation
+            )
             return ticket, int(ttl.total_seconds())
 
     # -- internals ---------------------------------------------------------------------
@@ -255,21 +270,37 @@ class Flows:
         )
 
     def _count_attempt(self, username: str | None, client_address: str) -> None:
-        """Count a login attempt per client address and, for password logins, per username."""
+        """Count an ID-token login attempt against the client address, failed or not (see login_id_token)."""
         window = self.settings.login_limit_window
-        checks = [(f"login:addr:{client_address}", self.settings.login_limit_per_address)]
-        if username is not None:
-            checks.insert(0, (_user_key(username), self.settings.login_limit_per_user))
         with self.service.transaction() as tx:
-            counts = [(ratelimits.count_attempt(tx, key, window), limit) for key, limit in checks]
-        for (count, started), limit in counts:
-            if count > limit:
-                retry_after = max(1, int((started + window - self.service.clock.now()).total_seconds()) + 1)
-                raise RateLimited(f"too many login attempts; retry in {retry_after} s", retry_after=retry_after)
+            count, started = ratelimits.count_attempt(tx, _address_key(client_address), window)
+        if count > self.settings.login_limit_per_address:
+            self._refuse(started, window)
+
+    def _password_limits(self, username: str, client_address: str) -> list[tuple[str, int, timedelta]]:
+        """(key, limit, window) of each count a failed password login adds to; the first is cleared on success."""
+        s = self.settings
+        user = username.casefold()[:150]
+        return [
+            (f"login:user-addr:{user}|{client_address}", s.login_limit_per_user, s.login_limit_window),
+            (f"login:user:{user}", s.login_limit_per_account, s.login_account_window),
+            (_address_key(client_address), s.login_limit_per_address, s.login_limit_window),
+        ]
+
+    def _check_limits(self, limits: list[tuple[str, int, timedelta]]) -> None:
+        with self.service.transaction() as tx:
+            counts = [(ratelimits.attempts(tx, key, window), limit, window) for key, limit, window in limits]
+        for (count, started), limit, window in counts:
+            if count >= limit:
+                self._refuse(started, window)
+
+    def _refuse(self, started: datetime, window: timedelta) -> NoReturn:
+        retry_after = max(1, int((started + window - self.service.clock.now()).total_seconds()) + 1)
+        raise RateLimited(f"too many login attempts; retry in {retry_after} s", retry_after=retry_after)
 
 
-def _user_key(username: str) -> str:
-    return f"login:user:{username.casefold()[:150]}"
+def _address_key(client_address: str) -> str:
+    return f"login:addr:{client_address}"
 
 
 def _refused(refused: EventRefused) -> AuthError:

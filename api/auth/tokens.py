@@ -1,42 +1,34 @@
-"""Access tokens: JWTs the server signs and verifies with a pinned algorithm.
+"""Access tokens: JWTs the server signs with its current key and verifies with the key their ``kid`` names.
 
-Verification requires every claim, checks ``iss``, ``aud`` and ``typ``, and
-checks time claims against the service's clock (so tests and simulations can
-move time). The session row is checked afterwards by :mod:`sessionflow.api.auth.authenticate`.
+The claims rule (every claim required, ``iss``, ``aud`` and ``typ`` checked,
+time claims with leeway) is :mod:`sessionflow.middleware.claims`, the one the
+services middleware applies too; time is the service's clock (so tests and
+simulations can move time). The session row is checked afterwards by
+:mod:`sessionflow.api.auth.authenticate`.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 
 import jwt
 
-from sessionflow.api.auth.keys import SigningKeys
+from sessionflow.api.auth.keys import VERIFY_LEEWAY, Keyring
 from sessionflow.api.errors import InvalidCredentials
 from sessionflow.lifecycle import Clock
+from sessionflow.middleware import claims
+from sessionflow.middleware.claims import ACCESS_TYPE, ANONYMOUS_TYPE, MAX_TOKEN_LENGTH, AccessClaims
 
-ACCESS_TYPE = "access"
-ANONYMOUS_TYPE = "anonymous"  # proves creation of one anonymous session; single use, for the login upgrade
-REQUIRED = ("iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "typ", "gen")
-MAX_TOKEN_LENGTH = 4096
-LEEWAY = timedelta(seconds=5)
+__all__ = ["ACCESS_TYPE", "ANONYMOUS_TYPE", "LEEWAY", "MAX_TOKEN_LENGTH", "AccessClaims", "AccessTokens"]
 
-
-@dataclass(frozen=True, slots=True)
-class AccessClaims:
-    typ: str
-    user_id: uuid.UUID | None  # None for an anonymous token
-    session_id: uuid.UUID
-    generation: int
-    jti: str
-    expires_at: int
+LEEWAY = VERIFY_LEEWAY
+assert LEEWAY.total_seconds() == claims.LEEWAY_SECONDS
 
 
 class AccessTokens:
-    def __init__(self, keys: SigningKeys, *, issuer: str, audience: str, ttl: timedelta, clock: Clock) -> None:
-        self._keys = keys
+    def __init__(self, keys: Keyring, *, issuer: str, audience: str, ttl: timedelta, clock: Clock) -> None:
+        self.keys = keys
         self.issuer = issuer
         self.audience = audience
         self.ttl = ttl
@@ -50,7 +42,7 @@ class AccessTokens:
 
     def _encode(self, typ: str, sub: str, session_id: uuid.UUID, generation: int, ttl: timedelta) -> str:
         now = int(self.clock.now().timestamp())
-        claims = {
+        payload = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": sub,
@@ -62,52 +54,25 @@ class AccessTokens:
             "typ": typ,
             "gen": generation,
         }
-        return jwt.encode(claims, self._keys.signing_key, algorithm=self._keys.algorithm)
+        key = self.keys.current
+        return jwt.encode(payload, key.signing_key, algorithm=key.algorithm, headers={"kid": key.kid})
 
     def verify(self, token: str) -> AccessClaims:
         """Decode and check ``token``; raise :class:`InvalidCredentials` with a code saying why not."""
-        if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
-            raise InvalidCredentials("the access token is malformed", code="token_malformed")
         try:
-            claims = jwt.decode(
+            key = self.keys.find(claims.key_id(token))
+            if key is None:
+                raise InvalidCredentials(
+                    "the access token was signed with a key this server does not hold", code="token_invalid"
+                )
+            return claims.verify(
                 token,
-                self._keys.verifying_key,
-                algorithms=[self._keys.algorithm],
-                audience=self.audience,
+                key.verifying_key,
+                key.algorithm,
                 issuer=self.issuer,
-                options={"require": list(REQUIRED), "verify_exp": False, "verify_nbf": False, "verify_iat": False},
+                audience=self.audience,
+                now=self.clock.now().timestamp(),
+                types=(ACCESS_TYPE, ANONYMOUS_TYPE),
             )
-        except jwt.InvalidTokenError as exc:
-            raise InvalidCredentials(f"the access token is not valid ({_reason(exc)})", code="token_invalid") from None
-        now = self.clock.now().timestamp()
-        leeway = LEEWAY.total_seconds()
-        try:
-            if claims["typ"] not in (ACCESS_TYPE, ANONYMOUS_TYPE):
-                raise InvalidCredentials("the token is not an access token", code="token_invalid")
-            if not all(
-                isinstance(claims[name], int) and not isinstance(claims[name], bool)
-                for name in ("iat", "nbf", "exp", "gen")
-            ):
-                raise InvalidCredentials("the access token has malformed claims", code="token_invalid")
-            if claims["nbf"] > now + leeway or claims["iat"] > now + leeway:
-                raise InvalidCredentials("the access token is not valid yet", code="token_invalid")
-            if claims["exp"] <= now - leeway:
-                raise InvalidCredentials("the access token has expired; refresh it", code="token_expired")
-            user_id = uuid.UUID(claims["sub"]) if claims["typ"] == ACCESS_TYPE else None
-            return AccessClaims(
-                claims["typ"], user_id, uuid.UUID(claims["sid"]), claims["gen"], str(claims["jti"]), claims["exp"]
-            )
-        except (ValueError, TypeError, AttributeError):
-            raise InvalidCredentials("the access token has malformed claims", code="token_invalid") from None
-
-
-def _reason(exc: jwt.InvalidTokenError) -> str:
-    """A short, token-free reason (pyjwt's messages never include the token itself)."""
-    return {
-        jwt.InvalidSignatureError: "bad signature",
-        jwt.InvalidAudienceError: "wrong audience",
-        jwt.InvalidIssuerError: "wrong issuer",
-        jwt.MissingRequiredClaimError: "a required claim is missing",
-        jwt.InvalidAlgorithmError: "algorithm not allowed",
-        jwt.DecodeError: "cannot be decoded",
-    }.get(type(exc), type(exc).__name__)
+        except claims.ClaimsRefused as refused:
+            raise InvalidCredentials(refused.detail, code=refused.code) from None

@@ -5,6 +5,8 @@
     sessionflow users create|list|enable|disable       manage users
     sessionflow sessions list|show|history    inspect sessions
     sessionflow sweep [--every SECONDS]       fire due timers once, or forever
+    sessionflow keys rotate|list               rotate the EdDSA/RS256 signing keys, with no downtime
+    sessionflow services add|list|remove       services that may introspect tokens
     sessionflow diagrams [--check]            regenerate diagrams/ and the generated blocks of the docs
     sessionflow demo [--check]                a server and the reference client, end to end
 
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from sessionflow.api.cli import admin, ops
+from sessionflow.api.cli import admin, ops, services
 from sessionflow.api.errors import CommandFailed, DiagramError, SettingsError
 from sessionflow.api.settings import Settings
 
@@ -68,4 +70,5 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     ops.add_commands(commands)
     admin.add_commands(commands)
+    services.add_commands(commands)
     return parser

@@ -78,19 +78,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             )
         migrate.upgrade(db)
     server.run(
-        app="sessionflow.api.app:app_from_env",
-        factory=True,
         host=host,
         port=port,
         workers=workers,
         log_level=settings.log_level,
-        # Our access log (method, path, status) replaces uvicorn's, which would print query strings.
-        access_log=False,
-        # Messages are small JSON; compression state would double the memory of each connection (bench/ws.py).
-        ws_per_message_deflate=False,
-        # Behind a proxy, per-address rate limits must see the client, not the proxy.
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        limits=server.Limits(
+            header_read_timeout=settings.header_read_timeout.total_seconds(), header_limit=settings.header_limit
+        ),
     )
     return EXIT_OK
 

@@ -164,10 +164,12 @@ class SessionController(Controller):
     )
     def ticket(self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]) -> Ticket:
         principal = ctx.principal(request, Purpose.CONNECT)
-        if principal.session_id != session_id:
+        if principal.session_id != session_id or principal.token_generation is None:
             raise InstanceNotFound(SESSION.name, session_id)
         ticket, expires_in = ctx.flows.ticket(
-            session_id, credential_expires_at=datetime.fromtimestamp(principal.token_expires_at, UTC)
+            session_id,
+            credential_expires_at=datetime.fromtimestamp(principal.token_expires_at, UTC),
+            token_generation=principal.token_generation,
         )
         return Ticket(ticket=ticket, expires_in=expires_in)
 

@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_DIR = ROOT / "clients" / "python"
-SERVER_ONLY = ("litestar", "sqlalchemy", "alembic", "psycopg", "uvicorn", "argon2", "prometheus_client")
+SERVER_ONLY = ("litestar", "sqlalchemy", "alembic", "psycopg", "granian", "argon2", "prometheus_client")
 
 pytestmark = pytest.mark.slow
 

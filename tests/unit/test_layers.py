@@ -21,16 +21,19 @@ PACKAGES = {
     "api": ROOT / "api",
     "migrations": ROOT / "migrations",
     "client": CLIENT,
+    "middleware": CLIENT.parent / "middleware",
 }
 # What each layer may import from sessionflow, besides itself.
 ALLOWED = {
     "lifecycle": set(),
     "client": {"lifecycle"},
+    "middleware": {"lifecycle"},  # the services middleware ships with the client, without the server
     "persistence": {"lifecycle", "migrations"},  # migrate.py runs the Alembic scripts of the migrations package
     "migrations": {"persistence", "lifecycle"},
-    "api": {"persistence", "lifecycle", "client"},  # api/demo.py drives the reference client
+    # api/demo.py drives the reference client; api/auth/tokens.py applies the middleware's claims rule
+    "api": {"persistence", "lifecycle", "client", "middleware"},
 }
-BARE = {"lifecycle", "persistence", "api", "migrations", "client"}
+BARE = {"lifecycle", "persistence", "api", "migrations", "client", "middleware"}
 
 
 def _modules(folder: Path) -> Iterator[Path]:

@@ -108,6 +108,13 @@ def test_listing_refuses_bad_filters(api: Api, params: dict[str, str | int], sta
     assert_problem(api.client.get("/api/admin/sessions", params=params, headers=api.admin_headers()), status, code)
 
 
+def test_listing_accepts_the_documented_maximum_page(api: Api) -> None:
+    """Issue 11, defect 6: ``limit=500`` (the documented maximum) is a page, not a 422."""
+    response = api.client.get("/api/admin/sessions", params={"limit": 500}, headers=api.admin_headers())
+    assert response.status_code == 200, response.text
+    assert response.json()["items"]
+
+
 def test_revoking_one_session_ends_it_at_once_and_records_the_reason(api: Api) -> None:
     alice, other = api.session_for(api.alice), api.session_for(api.alice)
     response = api.client.post(

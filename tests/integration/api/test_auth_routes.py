@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from sessionflow.api.errors import InvalidCredentials, RateLimited
 from sessionflow.persistence import queries
 from sessionflow.persistence.users import create_user
 from tests.integration.api.conftest import PASSWORD, Api, assert_problem, bearer
@@ -202,6 +203,43 @@ def test_login_is_rate_limited_per_address_across_workers(make_api: Callable[...
     assert_problem(
         second.client.post("/api/auth/login", json={"username": "root", "password": PASSWORD}), 429, "rate_limited"
     )
+
+
+def test_failed_guesses_from_one_address_do_not_lock_the_user_out_elsewhere(make_api: Callable[..., Api]) -> None:
+    """Issue 11, defect 9: wrong guesses block their own address for that username, never the real user's."""
+    api = make_api(login_limit_per_user=2, login_limit_per_address=100)
+    flows = api.ctx.flows
+    for _ in range(2):
+        with pytest.raises(InvalidCredentials):
+            flows.login_password("alice", "wrong password", client_address="203.0.113.66")
+    with pytest.raises(RateLimited):
+        flows.login_password("alice", PASSWORD, client_address="203.0.113.66")
+    issued = flows.login_password("alice", PASSWORD, client_address="198.51.100.7")
+    assert issued.state == "session_active"
+
+
+def test_successful_logins_do_not_count_toward_the_address_limit(make_api: Callable[..., Api]) -> None:
+    """Issue 11, defect 9: an office behind one NAT address logs in as often as it needs; failures still count."""
+    api = make_api(login_limit_per_user=100, login_limit_per_address=3)
+    for _ in range(5):
+        assert api.login()["state"] == "session_active"
+    for name in ("nobody1", "nobody2", "nobody3"):
+        assert_problem(api.client.post("/api/auth/login", json={"username": name, "password": "x"}), 401)
+    response = api.client.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert_problem(response, 429, "rate_limited")
+
+
+def test_failures_from_many_addresses_meet_the_account_ceiling(make_api: Callable[..., Api]) -> None:
+    """A guessing attack spread over addresses is capped per account (ASVS: at most 100 failures an hour)."""
+    api = make_api(login_limit_per_user=100, login_limit_per_address=100, login_limit_per_account=3)
+    flows = api.ctx.flows
+    for i in range(3):
+        with pytest.raises(InvalidCredentials):
+            flows.login_password("alice", "wrong password", client_address=f"203.0.113.{i}")
+    with pytest.raises(RateLimited):
+        flows.login_password("alice", PASSWORD, client_address="198.51.100.7")
+    api.clock.advance(timedelta(hours=1, seconds=1))
+    assert flows.login_password("alice", PASSWORD, client_address="198.51.100.7").state == "session_active"
 
 
 # -- POST /api/auth/refresh ------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 
 from sessionflow.api import heartbeats as heartbeats_module
 from sessionflow.api.heartbeats import Heartbeats
-from sessionflow.lifecycle import Actor, ManualClock
+from sessionflow.lifecycle import CONNECTION, Actor, ConnectionState, ManualClock
 from sessionflow.persistence import connections
 from sessionflow.persistence.errors import StoreUnavailable
 from sessionflow.persistence.service import TransitionService
@@ -150,6 +150,7 @@ def test_pongs_wait_for_the_next_flush_while_the_store_is_unavailable(
 
     monkeypatch.setattr(service, "transaction", unavailable)
     beats.beat(cid, session_id, ended.for_(cid))
+    arrived = clock.now()
     asyncio.run(beats.flush())
     assert beats.pending == 1
     assert _heartbeat_at(service, cid) == before
@@ -158,8 +159,52 @@ def test_pongs_wait_for_the_next_flush_while_the_store_is_unavailable(
     clock.advance(timedelta(seconds=5))
     asyncio.run(beats.flush())
     assert beats.pending == 0
-    assert _heartbeat_at(service, cid) == clock.now()
+    assert _heartbeat_at(service, cid) == arrived  # when the pong arrived, not when it could be written
     assert ended.calls == []
+
+
+def test_pongs_kept_through_an_outage_longer_than_the_heartbeat_timer_keep_the_connection_open(
+    service: TransitionService, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11, defect 3: a connection that answered every ping while the store was away is not dropped
+    when the store returns, though its recorded heartbeat is older than the timer."""
+    session_id = log_in(service)
+    cid = _open(service, session_id)
+    timer = CONNECTION.timer("heartbeat").default
+    beats = Heartbeats(service, every=1.0, session_touch_every=HOUR)
+    ended = Ended()
+    original = service.transaction
+
+    @contextmanager
+    def unavailable() -> Iterator[Tx]:
+        raise StoreUnavailable("partitioned")
+        yield  # unreachable: a generator, so that contextmanager accepts it
+
+    monkeypatch.setattr(service, "transaction", unavailable)
+    for _ in range(10):  # pongs a third of the timer apart, over more than three timers
+        clock.advance(timer / 3)
+        beats.beat(cid, session_id, ended.for_(cid))
+        asyncio.run(beats.flush())
+    monkeypatch.setattr(service, "transaction", original)
+    asyncio.run(beats.flush())
+    assert ended.calls == []
+    assert service.get("connection", cid).state == ConnectionState.OPEN
+    assert _heartbeat_at(service, cid) == clock.now()
+
+
+def test_a_connection_silent_before_the_outage_still_ends(
+    service: TransitionService, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pongs only count from the first one not yet written: a timer due before it still fires."""
+    session_id = log_in(service)
+    cid = _open(service, session_id)
+    timer = CONNECTION.timer("heartbeat").default
+    beats = Heartbeats(service, every=1.0, session_touch_every=HOUR)
+    ended = Ended()
+    clock.advance(timer + timedelta(seconds=1))
+    beats.beat(cid, session_id, ended.for_(cid))
+    asyncio.run(beats.flush())
+    assert ended.calls == [cid]
 
 
 def test_a_forgotten_connection_is_not_written(service: TransitionService) -> None:

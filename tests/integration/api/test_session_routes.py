@@ -140,6 +140,13 @@ def test_history_page_bounds_are_400(api: Api, alice: dict[str, Any], params: di
     assert_problem(response, 400, "invalid_request")
 
 
+def test_history_accepts_the_documented_maximum_page(api: Api, alice: dict[str, Any]) -> None:
+    """Issue 11, defect 6: ``limit=500`` (the documented maximum) is a page, not a 422."""
+    response = api.client.get(url(alice, "/history"), params={"limit": 500}, headers=bearer(alice["access_token"]))
+    assert response.status_code == 200, response.text
+    assert response.json()["items"]
+
+
 # -- POST /api/session/{id}/events/{event} -----------------------------------------------
 
 

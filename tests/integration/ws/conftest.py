@@ -247,9 +247,13 @@ class Server:
             try:
                 process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+                _kill_with_workers(process)
         return process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the server and its worker processes (granian's children): a crash, nothing cleaned up."""
+        assert self.process is not None
+        _kill_with_workers(self.process)
 
     def close(self) -> None:
         self.stop()
@@ -433,6 +437,16 @@ class Servers:
         for server in servers.values():
             server.wait_ready()
         return servers
+
+
+def _kill_with_workers(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``process``'s children, then ``process``: killing only the parent would orphan granian's workers."""
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(child), signal.SIGKILL)
+    process.kill()
+    process.wait(timeout=10)
 
 
 def _servers(directory: Path, password_hash: str) -> Iterator[Servers]:

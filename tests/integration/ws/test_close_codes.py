@@ -73,7 +73,7 @@ def test_1001_when_the_server_shuts_down(servers: dict[str, Server]) -> None:
         server.process.terminate()
         expect_close(ws, 1001, reason="server going away")
     assert server.stop() in (0, -15)
-    assert "Application shutdown complete" in server.output()
+    assert "application shutdown complete" in server.output()
 
     row = server.connection(connection_id)
     assert row["state"] == "closed"
@@ -186,6 +186,18 @@ def test_4401_for_a_used_ticket(server: Server) -> None:
 def test_4401_for_a_ticket_the_server_never_issued(server: Server, ticket: str, reason: str) -> None:
     with server.connect(ticket=ticket) as ws:
         expect_close(ws, 4401, reason=reason)
+
+
+def test_4401_for_a_ticket_obtained_before_a_refresh(server: Server) -> None:
+    """Issue 11: a refresh supersedes the access token, and the tickets obtained with it."""
+    login = server.login()
+    ticket = server.ticket(login)
+    server.refresh(login)
+    with server.connect(ticket=ticket) as ws:
+        closed = expect_close(ws, 4401)
+    assert "superseded" in closed.reason
+    with server.connect(login) as ws:  # a ticket from the new token opens
+        assert recv_json(ws)["type"] == "welcome"
 
 
 def test_4401_without_any_credential(server: Server) -> None:
@@ -317,15 +329,15 @@ def test_4429_past_the_per_session_cap(servers: dict[str, Server]) -> None:
 
 
 def test_4429_past_the_per_address_cap(servers: dict[str, Server]) -> None:
-    """Counted before credentials are looked at: the fourth handshake from this address is refused outright."""
+    """Counted in the store among open connections: the fourth from this address is refused, and nothing stored."""
     server = servers["tight"]
-    logins = [server.login() for _ in range(3)]
+    logins = [server.login() for _ in range(4)]
     tickets = [server.ticket(login) for login in logins]
     with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(server.connect(ticket=ticket)) for ticket in tickets]
+        sockets = [stack.enter_context(server.connect(ticket=ticket)) for ticket in tickets[:3]]
         for ws in sockets:
             assert recv_json(ws)["type"] == "welcome"
-        with server.connect() as fourth:
+        with server.connect(ticket=tickets[3]) as fourth:
             closed = expect_close(fourth, 4429, reason="too many connections from this address; retry_after=5")
         assert closed.messages == [
             {"type": "error", "code": 4429, "reason": "too many connections from this address", "retry_after": 5}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.ws.conftest import Login, Server, abort, recv_json, recv_type
+from tests.integration.ws.conftest import Login, Server, abort, expect_close, recv_json, recv_type
 
 pytestmark = pytest.mark.slow
 
@@ -81,9 +81,22 @@ def test_resume_at_the_current_seq_replays_only_the_new_connect(server: Server) 
         _quiet(ws)
 
 
-@pytest.mark.parametrize("last_seq", ["999999", "-1", "abc", ""])
+@pytest.mark.parametrize(
+    "last_seq", ["-1", "abc", "", "\u00b2", "\u0663", "1" * 19, "9" * 5000], ids=lambda v: f"{v[:8]!r}x{len(v)}"
+)
+def test_a_malformed_last_seq_closes_4400_and_stores_nothing(server: Server, last_seq: str) -> None:
+    """Issue 11, defect 5: not up to 18 ASCII digits (a superscript two, an Arabic-Indic three, 5,000 digits):
+    4400, not a handler crash with 4500, and no connection row."""
+    login, _ = _dropped_with_missed_transitions(server)
+    before = server.session(login.session_id, login.headers)["version"]
+    with server.connect(login, query={"last_seq": last_seq}) as ws:
+        expect_close(ws, 4400, reason="last_seq must be a decimal sequence number")
+    assert server.session(login.session_id, login.headers)["version"] == before
+
+
+@pytest.mark.parametrize("last_seq", ["999999", "9" * 18])
 def test_an_impossible_last_seq_is_not_recovered(server: Server, last_seq: str) -> None:
-    """Beyond the current seq (or not a number): recovered false, the full state in welcome, nothing replayed."""
+    """Beyond the current seq: recovered false, the full state in welcome, nothing replayed."""
     login, _ = _dropped_with_missed_transitions(server)
     with server.connect(login, query={"last_seq": last_seq}) as ws:
         welcome = recv_json(ws)

@@ -8,7 +8,6 @@ exists and whose middlewares leave the ``/api`` path alone.
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
 
 from sessionflow.api.app import create_app
@@ -171,14 +169,14 @@ def test_file_provider_reads_the_dynamic_file_beside_it(static: dict[str, Any]) 
 def test_timeouts_keep_websockets_and_keep_alive_connections_healthy(
     static: dict[str, Any], dynamic: dict[str, Any]
 ) -> None:
-    """Idle limits far above the heartbeat, a bounded request read, no pooled connection outliving uvicorn's."""
+    """Idle limits far above the heartbeat, a bounded request read, no pooled connection outliving the app's."""
     heartbeat = Settings().ws_heartbeat_interval
     timeouts = static["entryPoints"]["web"]["transport"]["respondingTimeouts"]
     assert timedelta(seconds=seconds(timeouts["idleTimeout"])) > 3 * heartbeat
     assert seconds(timeouts["readTimeout"]) > 0  # bounded: a handshake that never finishes is dropped
     assert seconds(timeouts["writeTimeout"]) == 0  # no cap on writing a response
 
-    keep_alive = inspect.signature(uvicorn.Config).parameters["timeout_keep_alive"].default
+    keep_alive = Settings().header_read_timeout.total_seconds()  # the app closes idle keep-alives after it
     for name, transport in dynamic["http"]["serversTransports"].items():
         forwarding = transport["forwardingTimeouts"]
         assert seconds(forwarding["idleConnTimeout"]) < keep_alive, name
@@ -186,7 +184,7 @@ def test_timeouts_keep_websockets_and_keep_alive_connections_healthy(
 
 
 def test_forwarded_headers_are_not_trusted_from_anyone(static: dict[str, Any]) -> None:
-    """Clients cannot forge X-Forwarded-For (per-address rate limits read it through uvicorn)."""
+    """Clients cannot forge X-Forwarded-For (per-address rate limits the app reads it from the proxy)."""
     forwarded = static["entryPoints"]["web"].get("forwardedHeaders", {})
     assert forwarded.get("insecure", False) is False
     assert not {"0.0.0.0/0", "::/0"} & set(forwarded.get("trustedIPs", []))

@@ -1,7 +1,7 @@
 """Refused events are kept, for the inspector's session page and its rates by outcome.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-30 21:20:00.000000+00:00
 
 A refusal rolls back the transaction that met it, so until now only a log
@@ -18,8 +18,8 @@ from alembic import op
 
 from sessionflow.persistence.types import UTCDateTime
 
-revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0002"
+revision: str = "0005"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,109 @@
+"""The claims rule of sessionflow access tokens, shared by the server and the services middleware.
+
+A token is three base64url segments of at most 4096 characters, signed with
+the key its ``kid`` names and that key's algorithm only; every claim of
+:data:`REQUIRED` is present, ``iss``/``aud`` match, ``typ`` is expected, time
+claims are integers checked with :data:`LEEWAY_SECONDS` of skew. A failure
+raises :class:`ClaimsRefused` with the problem code the API answers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+ACCESS_TYPE = "access"
+ANONYMOUS_TYPE = "anonymous"  # proves creation of one anonymous session; single use, for the login upgrade
+REQUIRED = ("iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "typ", "gen")
+MAX_TOKEN_LENGTH = 4096
+LEEWAY_SECONDS = 5
+
+
+class ClaimsRefused(Exception):
+    """Why a token is refused: ``code`` (``token_malformed``, ``token_invalid``, ``token_expired``) and a detail."""
+
+    def __init__(self, detail: str, *, code: str) -> None:
+        self.detail = detail
+        self.code = code
+        super().__init__(detail)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    typ: str
+    user_id: uuid.UUID | None  # None for an anonymous token
+    session_id: uuid.UUID
+    generation: int
+    jti: str
+    expires_at: int
+
+
+def key_id(token: str) -> str | None:
+    """The ``kid`` of a well-formed token's header (None if it names none)."""
+    if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        raise ClaimsRefused("the access token is malformed", code="token_malformed")
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.InvalidTokenError:
+        raise ClaimsRefused("the access token is not valid (cannot be decoded)", code="token_invalid") from None
+    if kid is not None and not isinstance(kid, str):
+        raise ClaimsRefused("the access token is not valid (malformed kid)", code="token_invalid")
+    return kid
+
+
+def verify(
+    token: str,
+    key: Any,
+    algorithm: str,
+    *,
+    issuer: str,
+    audience: str,
+    now: float,
+    types: Collection[str] = (ACCESS_TYPE,),
+) -> AccessClaims:
+    """Check ``token`` against ``key`` and the rule above; its claims, or :class:`ClaimsRefused`."""
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=audience,
+            issuer=issuer,
+            options={"require": list(REQUIRED), "verify_exp": False, "verify_nbf": False, "verify_iat": False},
+        )
+    except jwt.InvalidTokenError as exc:
+        raise ClaimsRefused(f"the access token is not valid ({_reason(exc)})", code="token_invalid") from None
+    try:
+        if claims["typ"] not in types:
+            raise ClaimsRefused("the token is not an access token", code="token_invalid")
+        if not all(
+            isinstance(claims[name], int) and not isinstance(claims[name], bool)
+            for name in ("iat", "nbf", "exp", "gen")
+        ):
+            raise ClaimsRefused("the access token has malformed claims", code="token_invalid")
+        if claims["nbf"] > now + LEEWAY_SECONDS or claims["iat"] > now + LEEWAY_SECONDS:
+            raise ClaimsRefused("the access token is not valid yet", code="token_invalid")
+        if claims["exp"] <= now - LEEWAY_SECONDS:
+            raise ClaimsRefused("the access token has expired; refresh it", code="token_expired")
+        user_id = uuid.UUID(claims["sub"]) if claims["typ"] == ACCESS_TYPE else None
+        return AccessClaims(
+            claims["typ"], user_id, uuid.UUID(claims["sid"]), claims["gen"], str(claims["jti"]), claims["exp"]
+        )
+    except (ValueError, TypeError, AttributeError):
+        raise ClaimsRefused("the access token has malformed claims", code="token_invalid") from None
+
+
+def _reason(exc: jwt.InvalidTokenError) -> str:
+    """A short, token-free reason (pyjwt's messages never include the token itself)."""
+    return {
+        jwt.InvalidSignatureError: "bad signature",
+        jwt.InvalidAudienceError: "wrong audience",
+        jwt.InvalidIssuerError: "wrong issuer",
+        jwt.MissingRequiredClaimError: "a required claim is missing",
+        jwt.InvalidAlgorithmError: "algorithm not allowed",
+        jwt.DecodeError: "cannot be decoded",
+    }.get(type(exc), type(exc).__name__)

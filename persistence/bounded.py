@@ -1,0 +1,44 @@
+"""Bounded waits on PostgreSQL: no step of a conversation with the server waits longer than the timeout.
+
+A partitioned network, or a proxy that keeps the link open but forwards nothing, never answers:
+libpq would wait for ever on a statement, a commit or the pool's pre-ping, and so would every
+request touching the store. Each psycopg connection made here gives up on any single wait after
+``timeout`` seconds and closes itself (its protocol state is unknown from then on); the error is an
+``OperationalError``, which :class:`~sessionflow.persistence.database.Database` reports as
+:class:`~sessionflow.persistence.errors.StoreUnavailable`. Connecting is bounded by libpq's own
+``connect_timeout``, and the server also cancels a statement running longer (``statement_timeout``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import psycopg
+from psycopg.errors import _WaitTimeout  # psycopg's own wait timeout: an OperationalError
+from sqlalchemy import Engine, event
+
+
+class BoundedConnection(psycopg.Connection[Any]):
+    """A psycopg connection whose every wait on the server ends within :attr:`wait_timeout` seconds."""
+
+    wait_timeout: float | None = None
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        try:
+            return super().wait(gen, interval=interval, timeout=timeout if timeout is not None else self.wait_timeout)
+        except _WaitTimeout:
+            self.close()  # mid-conversation: nothing more can be read or sent on it safely
+            raise psycopg.OperationalError(f"no answer from the database within {self.wait_timeout} s") from None
+
+
+def bound_waits(engine: Engine, timeout: float) -> None:
+    """Make every connection ``engine`` opens give up on the server after ``timeout`` seconds at each step."""
+
+    @event.listens_for(engine, "do_connect")
+    def connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> BoundedConnection:
+        cparams.setdefault("connect_timeout", max(2, math.ceil(timeout)))  # libpq's minimum is 2 s
+        cparams.setdefault("options", f"-c statement_timeout={round(timeout * 1000)}")
+        connection = BoundedConnection.connect(*cargs, **cparams)
+        connection.wait_timeout = timeout
+        return connection
