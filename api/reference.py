@@ -78,10 +78,10 @@ def close_codes_table() -> str:
 # Routes Litestar's plugins add, which carry no summary of ours.
 _BUILT_IN = {
     "/api/ws": "the live channel (docs/protocol.md)",
-    "/api/services/revocations": "revocations as they happen, for registered services",
     "/api/inspector": "the inspector page, for admins (docs/inspector.md)",
     "/api/inspector/static/{file_path}": "the inspector page's files (HTML, CSS, JavaScript; no CDN)",
     "/api/inspector/feed": "every transition and refusal the store records, live, for admins (docs/inspector.md)",
+    "/api/services/revocations": "revocations as they happen, for registered services (the services middleware)",
     "/api/metrics": "Prometheus metrics (docs/operations.md)",
     "/api/schema": "the API docs page (Swagger UI; its scripts come from a CDN)",
     "/api/schema/swagger": "the same page",

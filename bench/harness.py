@@ -191,12 +191,21 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far, all its threads (Linux /proc; NaN elsewhere or once gone)."""
+    """User plus system CPU time so far of a process and the processes it runs (granian's workers are its
+    children), all their threads (Linux /proc; NaN elsewhere or once gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime and stime, fields 14 and 15 in proc(5)
+    own = (int(fields[11]) + int(fields[12])) / _TICK  # utime and stime, fields 14 and 15 in proc(5)
+    return own + sum(cpu for child in _children(pid) if (cpu := cpu_seconds(child)) == cpu)  # a child gone: 0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 # -- databases and users ---------------------------------------------------------------------------

@@ -227,31 +227,52 @@ class Database:
     def read(self) -> Iterator[Cursor]:
         """Reads on a DBAPI connection, outside any write transaction.
 
-        SQLite runs them in autocommit mode (no lock held beyond the statement);
-        on PostgreSQL the pool rolls the connection back when it is returned.
-        Authentication reads a session row per request: this path costs about
-        half of an ordinary SQLAlchemy connection's (bench/http.py). A read
-        opened while this thread already has one open joins it: a route wraps
-        its authentication and its own reads in one ``read()`` and they take
-        one connection and one transaction. (Writes never join a read: they
-        take their own connection.)
+        Both run them in autocommit mode: on SQLite no lock is held beyond the
+        statement; on PostgreSQL no ``BEGIN`` goes before the first read and no
+        ``ROLLBACK`` after the last, two round trips of the five a session read
+        took (each statement still sees one committed state, as in a READ
+        COMMITTED transaction). The connection leaves autocommit before the
+        pool gets it back, so a write transaction never runs on one that
+        commits each statement. Authentication reads a session row per
+        request: this path costs about half of an ordinary SQLAlchemy
+        connection's (bench/http.py). A read opened while this thread already
+        has one open joins it: a route wraps its authentication and its own
+        reads in one ``read()`` and they take one connection. (Writes never
+        join a read: they take their own connection.)
         """
         joined: Cursor | None = getattr(self._reading, "cursor", None)
         if joined is not None:
             yield joined
             return
         raw = self._writer()
-        cursor = Cursor(raw.cursor())
+        try:
+            if self.is_postgresql:
+                raw.dbapi_connection.autocommit = True
+            cursor = Cursor(raw.cursor())
+        except BaseException as exc:
+            if (unavailable := self._end_read(raw, exc)) is not None:
+                raise unavailable from exc
+            raise
         self._reading.cursor = cursor
         try:
             yield cursor
         except BaseException as exc:
             self._reading.cursor = None
-            if (unavailable := self._hand_back(raw, exc)) is not None:
+            if (unavailable := self._end_read(raw, exc)) is not None:
                 raise unavailable from exc
             raise
         self._reading.cursor = None
-        self._hand_back(raw, None)
+        self._end_read(raw, None)
+
+    def _end_read(self, raw: Any, exc: BaseException | None) -> StoreUnavailable | None:
+        """Hand a read's connection back, out of autocommit first; one that cannot leave it is not kept."""
+        if self.is_postgresql:
+            try:
+                raw.dbapi_connection.autocommit = False
+            except Exception as error:  # noqa: BLE001 - broken: the pool must never hand it to a writer
+                raw.invalidate()
+                exc = exc or error
+        return self._hand_back(raw, exc)
 
     def _writer(self) -> Any:
         """A connection for one write transaction: a spare SQLite one if there is one, else from the pool."""

@@ -116,6 +116,7 @@ def test_the_close_code_table_is_the_protocols(static: TestClient[Litestar]) -> 
         4400,
         4401,
         4403,
+        4406,
         4408,
         4409,
         4410,

@@ -71,3 +71,27 @@ def test_the_write_turn_is_released_after_every_kind_of_failure(db: Database) ->
     thread.start()
     thread.join(timeout=5)
     assert entered.is_set()
+
+
+def test_a_write_on_the_connection_a_read_used_is_still_one_transaction(db: Database) -> None:
+    """Reads run in autocommit; the connection must leave it, or a later write transaction on it would commit
+    statement by statement and a failure would leave half of it behind."""
+    single = Database.from_url(db.engine.url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        service = TransitionService(single)
+        with single.read() as cursor:  # the pool's one connection, used sequentially: the write below gets it
+            assert cursor is not None
+        key = f"test:{uuid.uuid4()}"
+        with pytest.raises(LookupError), service.transaction() as tx:
+            count_attempt(tx, key, MINUTE)
+            raise LookupError("after the write")
+        assert _count(db, key) is None, "the write was committed on its own: the connection was left in autocommit"
+    finally:
+        single.dispose()
+
+
+def test_reads_nested_in_one_thread_share_one_connection(db: Database) -> None:
+    with db.read() as outer, db.read() as inner:
+        assert inner is outer
+    with db.read() as after:
+        assert after is not outer, "a read opened after the outer one ended takes a connection of its own"
