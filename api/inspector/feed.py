@@ -193,11 +193,10 @@ class Feed:
     def _read(self, transitions: Cursor, refusals: Cursor) -> list[dict[str, Any]]:
         now = time.monotonic()
         batches: list[dict[str, Any]] = []
-        rows = inspection.transitions_after(self.ctx.db, transitions.after)
+        rows, refused = inspection.news(self.ctx.db, transitions.after, refusals.after)
         taken = transitions.take([r.seq for r in rows], now)
         if taken:
             batches.append({"type": "transitions", "items": [r.to_json() for r in rows[:taken]]})
-        refused = inspection.refusals_after(self.ctx.db, refusals.after)
         taken = refusals.take([r.seq for r in refused], now)
         if taken:
             batches.append({"type": "refusals", "items": [r.to_json() for r in refused[:taken]]})
