@@ -175,28 +175,19 @@ def pgbench_ceiling(url: str, workdir: Path, connections: int, seconds: int, rep
 def main(argv: Sequence[str] | None = None) -> int:
     harness.line_buffered_stdout()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="shorter blocks, fewer repeats (noisier)")
+    http_bench.add_load_options(parser, repeats=4, connections=32)
     parser.add_argument("--workers", default="1,2,4", help="worker counts, comma-separated (default 1,2,4)")
-    parser.add_argument("--repeats", type=int, help="blocks per fan-out and worker count (default 4, quick 2)")
-    parser.add_argument("--duration", type=int, help=f"seconds per block, 1..{http_bench.MAX_BLOCK} (default 3)")
-    parser.add_argument("--connections", type=int, default=32, help="keep-alive connections (default 32)")
     parser.add_argument("--postgres-url", default=harness.DEFAULT_POSTGRES_URL, help="loopback PostgreSQL server")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help=f"Redis (default {DEFAULT_REDIS_URL})")
-    parser.add_argument("--generator", choices=("wrk", "python"), help="default: wrk if installed, else python")
     parser.add_argument("--strict", action="store_true", help="exit 1 if the target is missed")
     args = parser.parse_args(argv)
     counts = sorted({int(n) for n in args.workers.split(",") if n.strip()})
-    plan = http_bench.Plan(
-        connections=args.connections,
-        seconds=args.duration or (2 if args.quick else 3),
-        repeats=args.repeats or (2 if args.quick else 4),
-        warm_up=1 if args.quick else 2,
-    )
+    plan = http_bench.plan_from(parser, args, repeats=4)
     if not counts or counts[0] < 1 or counts[-1] > 16:
         parser.error("--workers takes counts from 1 to 16")
     if reason := harness.postgres_unreachable(args.postgres_url):
         parser.error(f"PostgreSQL: {reason}")
-    kind = args.generator or ("wrk" if shutil.which("wrk") else "python")
+    kind = http_bench.generator_kind(parser, args)
 
     harness.interrupt_on_sigterm()
     signal.signal(signal.SIGINT, signal.default_int_handler)

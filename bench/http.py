@@ -6,9 +6,9 @@ Usage::
                          [--login-clients N] [--postgres] [--postgres-url URL]
                          [--generator wrk|python] [--strict]
 
-Four uvicorn servers run on this machine, each started the same way (one
-worker, log level warning, no uvicorn access log, proxy headers trusted from
-127.0.0.1 only), on a temporary SQLite file or, with ``--postgres``, a
+Four servers run on this machine, each started the way ``sessionflow serve``
+starts (granian, HTTP/1, uvloop, one worker, log level warning, no access
+log, the default head limits; api/server.py), on a temporary SQLite file or, with ``--postgres``, a
 temporary PostgreSQL database on 127.0.0.1:
 
 - the subject, ``python -m sessionflow.api.cli serve``: ``POST /api/session/{id}/events/logout``
@@ -63,25 +63,25 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 # Run as a script, this file's directory comes first on sys.path, and this file, http.py, would shadow the
-# standard library's ``http`` package for everything imported below (uvicorn, litestar, urllib): put the
+# standard library's ``http`` package for everything imported below (litestar, urllib): put the
 # repository root there instead, before those imports, which also makes ``bench`` importable. Nothing above
 # imports ``http``; the imports below follow on purpose.
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import uvicorn
 from litestar import Litestar, Request, get, post
 from litestar.datastructures import State
 from sqlalchemy import make_url, text
 
 from bench import harness
+from sessionflow.api import server as granian_server
 from sessionflow.api.app import build_context, create_app
 from sessionflow.api.auth.authenticate import TOUCH_EVERY, Purpose
 from sessionflow.api.context import AppContext
@@ -151,25 +151,21 @@ def api_app_stubbed() -> Litestar:
     return create_app(Settings.from_env(), run_sweeper=False)
 
 
-def serve(app: Any, port: int) -> int:
-    """Serve ``app`` (this script's Litestar apps, or ``bench/peer.py``'s peer) as ``sessionflow serve`` serves."""
-    uvicorn.run(
-        app,
-        host=harness.HOST,
-        port=port,
-        workers=1,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips=harness.HOST,
+def serve(target: str, port: int) -> int:
+    """Serve the factory ``target`` (``module:function``) the way ``sessionflow serve`` serves its app: granian,
+    one worker, HTTP/1, uvloop, the default head limits (api/server.py), log level warning, no access log."""
+    defaults = Settings.from_env({})
+    limits = granian_server.Limits(
+        header_read_timeout=defaults.header_read_timeout.total_seconds(), header_limit=defaults.header_limit
     )
+    granian_server.run(host=harness.HOST, port=port, workers=1, log_level="warning", limits=limits, target=target)
     return 0
 
 
-SERVE_MODES: dict[str, Callable[[], Litestar]] = {
-    "--serve-bare": bare_app,
-    "--serve-api-bare": api_app_with_bare_route,
-    "--serve-api-stubbed": api_app_stubbed,
+SERVE_MODES: dict[str, str] = {  # factories granian's worker imports (this file as ``bench.http``)
+    "--serve-bare": "bench.http:bare_app",
+    "--serve-api-bare": "bench.http:api_app_with_bare_route",
+    "--serve-api-stubbed": "bench.http:api_app_stubbed",
 }
 
 # -- load generation --------------------------------------------------------------------------
@@ -605,7 +601,7 @@ def breakdown(variants: Sequence[Variant], handler: list[tuple[str, float]]) -> 
     bare, subject, in_api, stubbed = (median(v.cpu_ms()) for v in variants)
     print("\nwhere the event endpoint's server CPU goes, ms per request (medians of the blocks above)")
     rows = (
-        ("bare endpoint: uvicorn, h11, Litestar routing and JSON", bare),
+        ("bare endpoint: granian, Litestar routing and JSON", bare),
         ("+ the API app's middleware, plugins, dependency (bare endpoint inside the API app)", in_api - bare),
         ("+ the event route's parameters, worker thread, response (its work stubbed out)", stubbed - in_api),
         ("+ the handler's work: authenticate, fire logout, retire credentials, commit", subject - stubbed),
@@ -659,13 +655,11 @@ def login_phase(
 
 
 def environment(generator: Generator, database: str) -> None:
-    loop = "uvloop" if harness.package_version("uvloop") != "not installed" else "asyncio"
-    protocol = "httptools" if harness.package_version("httptools") != "not installed" else "h11"
     harness.print_header("bench/http.py", OWN_FILES, "under " + ", ".join(OWN_FILES))
     print(f"  cpus        {os.cpu_count()} (load average {harness.load_average()})")
     print(f"  litestar    {harness.package_version('litestar')}")
-    settings = f"{protocol}, {loop} loop; 1 worker, log level warning, no access log"
-    print(f"  uvicorn     {harness.package_version('uvicorn')} ({settings})")
+    settings = "HTTP/1, uvloop; 1 worker, log level warning, no access log"
+    print(f"  granian     {harness.package_version('granian')} ({settings}, as sessionflow serve)")
     print(f"  sqlalchemy  {harness.package_version('sqlalchemy')}")
     print(f"  argon2-cffi {harness.package_version('argon2-cffi')}")
     print(f"  database    {database}")
@@ -673,37 +667,54 @@ def environment(generator: Generator, database: str) -> None:
     print(f"  note        the generator, the four servers and this script share the {os.cpu_count()} cpus")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] and argv[0] in SERVE_MODES:  # one of the servers, in its own process
-        return serve(SERVE_MODES[argv[0]](), int(argv[1]))
-    if argv[:1] == ["--generate"]:  # the fallback load generator, in its own process
-        return generate(argv[1:])
-    harness.line_buffered_stdout()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="shorter blocks, fewer repeats (a smoke run, noisier)")
-    parser.add_argument("--repeats", type=int, help="blocks per variant (default 5, quick 3)")
-    parser.add_argument("--duration", type=int, help=f"seconds per block, 1..{MAX_BLOCK} (default 3, quick 2)")
-    parser.add_argument("--connections", type=int, default=8, help="keep-alive connections (default 8)")
-    parser.add_argument("--login-clients", type=int, default=4, help="clients in the login phase (default 4)")
-    parser.add_argument("--postgres", action="store_true", help="serve from a temporary PostgreSQL database")
-    parser.add_argument("--postgres-url", default=harness.DEFAULT_POSTGRES_URL, help="loopback server for --postgres")
-    parser.add_argument("--generator", choices=("wrk", "python"), help="default: wrk if installed, else python")
-    parser.add_argument("--strict", action="store_true", help="exit 1 if the target is missed")
-    args = parser.parse_args(argv)
+def add_load_options(parser: argparse.ArgumentParser, *, repeats: int, connections: int) -> None:
+    """The options every HTTP load benchmark shares: block length, repeats, connections, generator."""
+    add = parser.add_argument
+    add("--quick", action="store_true", help="shorter blocks, fewer repeats (a smoke run, noisier)")
+    add("--repeats", type=int, help=f"blocks per variant (default {repeats}, quick {max(2, (repeats + 1) // 2)})")
+    add("--duration", type=int, help=f"seconds per block, 1..{MAX_BLOCK} (default 3, quick 2)")
+    add("--connections", type=int, default=connections, help=f"keep-alive connections (default {connections})")
+    add("--generator", choices=("wrk", "python"), help="default: wrk if installed, else python")
+
+
+def plan_from(parser: argparse.ArgumentParser, args: argparse.Namespace, *, repeats: int) -> Plan:
+    """The plan ``add_load_options``' values describe; out-of-range values end the run with a usage error."""
     plan = Plan(
         connections=args.connections,
         seconds=args.duration or (2 if args.quick else 3),
-        repeats=args.repeats or (3 if args.quick else 5),
+        repeats=args.repeats or (max(2, (repeats + 1) // 2) if args.quick else repeats),
         warm_up=1 if args.quick else 2,
     )
     if not (1 <= plan.repeats <= 50 and 1 <= plan.seconds <= MAX_BLOCK and 1 <= plan.connections <= 256):
         parser.error(f"keep --repeats in 1..50, --duration in 1..{MAX_BLOCK} and --connections in 1..256")
-    if not 1 <= args.login_clients <= 64:
-        parser.error("keep --login-clients in 1..64")
-    kind = args.generator or ("wrk" if shutil.which("wrk") else "python")
+    return plan
+
+
+def generator_kind(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    kind: str = args.generator or ("wrk" if shutil.which("wrk") else "python")
     if kind == "wrk" and not shutil.which("wrk"):
         parser.error("wrk is not installed (apt-get install wrk); or use --generator python")
+    return kind
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] and argv[0] in SERVE_MODES:  # one of the servers, in its own process
+        return serve(SERVE_MODES[argv[0]], int(argv[1]))
+    if argv[:1] == ["--generate"]:  # the fallback load generator, in its own process
+        return generate(argv[1:])
+    harness.line_buffered_stdout()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    add_load_options(parser, repeats=5, connections=8)
+    parser.add_argument("--login-clients", type=int, default=4, help="clients in the login phase (default 4)")
+    parser.add_argument("--postgres", action="store_true", help="serve from a temporary PostgreSQL database")
+    parser.add_argument("--postgres-url", default=harness.DEFAULT_POSTGRES_URL, help="loopback server for --postgres")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if the target is missed")
+    args = parser.parse_args(argv)
+    plan = plan_from(parser, args, repeats=5)
+    if not 1 <= args.login_clients <= 64:
+        parser.error("keep --login-clients in 1..64")
+    kind = generator_kind(parser, args)
 
     harness.interrupt_on_sigterm()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored

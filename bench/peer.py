@@ -6,10 +6,10 @@ Usage::
     python bench/peer.py [--quick] [--postgres] [--repeats N] [--duration S] [--connections N]
                          [--login-clients N] [--generator wrk|python] [--strict]
 
-Two servers on loopback, one worker each, started the way their users start them: ``sessionflow serve``,
-and the peer (``bench/peer_app.py``) served by this script on the same server stack with the same
-settings. Each has its own database of the same kind: a temporary SQLite file each, or with
-``--postgres`` a temporary PostgreSQL database each on 127.0.0.1. Both check a stored credential on
+Two servers on loopback, one worker each: ``sessionflow serve``, and the peer (``bench/peer_app.py``)
+served by this script on the same server stack with the same settings (granian, as ``bench/http.py``).
+Each has its own database of the same kind: a temporary SQLite file each, or with ``--postgres`` a
+temporary PostgreSQL database each on 127.0.0.1. Both check a stored credential on
 every request and end it on logout, so the comparison is like for like:
 
 - **read**: sessionflow ``GET /api/session/{id}`` with that session's access token (the JWT, then the
@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import os
 import secrets
-import shutil
 import signal
 import sqlite3
 import sys
@@ -70,9 +69,8 @@ UNUSED_HASH = "$argon2id$v=19$m=65536,t=3,p=4$bm90dXNlZA$bm90IGEgcmVhbCBoYXNoLCB
 
 
 def serve_peer(url: str, port: int) -> int:
-    from bench.peer_app import create_peer_app  # the peer's process only: the script itself needs none of it
-
-    return http_bench.serve(create_peer_app(url), port)
+    os.environ["PEER_DATABASE_URL"] = url  # granian's worker builds the app from it (bench.peer_app:from_env)
+    return http_bench.serve("bench.peer_app:from_env", port)
 
 
 # -- the peer's database ----------------------------------------------------------------------------
@@ -286,29 +284,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_peer(argv[1], int(argv[2]))
     harness.line_buffered_stdout()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="shorter blocks, fewer repeats (a smoke run, noisier)")
-    parser.add_argument("--repeats", type=int, help="blocks per server and workload (default 5, quick 3)")
-    parser.add_argument("--duration", type=int, help=f"seconds per block, 1..{http_bench.MAX_BLOCK} (default 3)")
-    parser.add_argument("--connections", type=int, default=8, help="keep-alive connections (default 8)")
+    http_bench.add_load_options(parser, repeats=5, connections=8)
     parser.add_argument("--login-clients", type=int, default=4, help="clients in the login blocks (default 4)")
     parser.add_argument("--postgres", action="store_true", help="temporary PostgreSQL databases instead of SQLite")
     parser.add_argument("--postgres-url", default=harness.DEFAULT_POSTGRES_URL, help="loopback server for --postgres")
-    parser.add_argument("--generator", choices=("wrk", "python"), help="default: wrk if installed, else python")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     args = parser.parse_args(argv)
-    plan = http_bench.Plan(
-        connections=args.connections,
-        seconds=args.duration or (2 if args.quick else 3),
-        repeats=args.repeats or (3 if args.quick else 5),
-        warm_up=1 if args.quick else 2,
-    )
-    if not (1 <= plan.repeats <= 50 and 1 <= plan.seconds <= http_bench.MAX_BLOCK and 1 <= plan.connections <= 256):
-        parser.error(f"keep --repeats in 1..50, --duration in 1..{http_bench.MAX_BLOCK}, --connections in 1..256")
+    plan = http_bench.plan_from(parser, args, repeats=5)
     try:
         import fastapi_users  # noqa: F401 - only to say how to get it
     except ImportError:
         parser.error("the peer is not installed: pip install -e '.[bench]'")
-    kind = args.generator or ("wrk" if shutil.which("wrk") else "python")
+    kind = http_bench.generator_kind(parser, args)
 
     harness.interrupt_on_sigterm()
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -329,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"  fastapi-users {harness.package_version('fastapi-users')} (fastapi {harness.package_version('fastapi')})"
         )
-        print(f"  litestar      {harness.package_version('litestar')}, uvicorn {harness.package_version('uvicorn')}")
+        print(f"  litestar      {harness.package_version('litestar')}, granian {harness.package_version('granian')}")
         print(f"  database      {database}")
         print(f"  generator     {generator.describe()}")
         passed = run(stack, args, generator, plan, ours_url, peer_url)

@@ -14,6 +14,7 @@ Only the benchmark imports this module (``pip install -e '.[bench]'``); nothing 
 # name functions local to create_peer_app.
 
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -60,6 +61,11 @@ def async_url(url: str) -> str:
     if scheme.startswith("postgresql"):
         return "postgresql+asyncpg://" + rest
     raise ValueError(f"no async driver for {scheme}")
+
+
+def from_env() -> FastAPI:
+    """The factory the server's worker calls: the peer on ``PEER_DATABASE_URL``."""
+    return create_peer_app(os.environ["PEER_DATABASE_URL"])
 
 
 def create_peer_app(url: str) -> FastAPI:

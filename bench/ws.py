@@ -144,6 +144,7 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Plan]:
         help="loopback server for (c); a temporary database is made",
     )
     add("--no-postgres", action="store_true", help="skip (c)")
+    add("--redis-url", default="redis://127.0.0.1:6379/0", help="(c) runs again with the Redis fan-out on it")
     add("--only", choices=("capacity", "logout", "cross"), action="append", help="run only these parts")
     add("--profile", action="store_true", help="sample the server with py-spy during the hold of (a)")
     add("--strict", action="store_true", help="exit 1 if a target is missed")
@@ -182,6 +183,19 @@ def part() -> Iterator[tuple[contextlib.ExitStack, Path]]:
         yield stack, Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sessionflow-bench-ws-")))
 
 
+def redis_unreachable(url: str) -> str | None:
+    """Why the Redis at ``url`` cannot be used, or None when it answers."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        client.ping()
+        client.close()
+    except (redis.RedisError, OSError) as exc:
+        return f"Redis unreachable at {url}: {type(exc).__name__}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     harness.line_buffered_stdout()
@@ -213,6 +227,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             with part() as (stack, workdir):
                 judged.append(logout_two_workers(stack, workdir, plan, postgres_url))
+            if (reason := redis_unreachable(args.redis_url)) is not None:
+                print(f"\n(c) across workers with the Redis fan-out: skipped, {reason}")
+            else:
+                with part() as (stack, workdir):
+                    judged.append(
+                        logout_two_workers(stack, workdir, plan, postgres_url, fanout="redis", redis_url=args.redis_url)
+                    )
 
     print("\ntargets")
     width = max((len(row.shown) for row in judged), default=0) + 2

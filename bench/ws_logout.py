@@ -201,13 +201,27 @@ def logout_one_worker(stack: contextlib.ExitStack, workdir: Path, plan: Plan) ->
     return judged
 
 
-def logout_two_workers(stack: contextlib.ExitStack, workdir: Path, plan: Plan, postgres_url: str) -> Judged:
+FANOUTS = {"postgres": "pg_notify, LISTEN", "redis": "Redis, published after commit"}
+
+
+def logout_two_workers(
+    stack: contextlib.ExitStack,
+    workdir: Path,
+    plan: Plan,
+    postgres_url: str,
+    *,
+    fanout: str = "postgres",
+    redis_url: str = "",
+) -> Judged:
     k, warmup = plan.per_session, 4
     with harness.temporary_postgres(postgres_url, prefix="sessionflow_bench_ws") as url:
         env = server_env(url, secrets.token_urlsafe(48), plan.heartbeat, k, 4 * k + 100)
+        env |= {"SESSIONFLOW_FANOUT": fanout}
+        if fanout == "redis":
+            env |= {"SESSIONFLOW_REDIS_URL": redis_url, "SESSIONFLOW_REDIS_CHANNEL": f"bench:{secrets.token_hex(8)}"}
         print(
-            f"\n(c) logout to close across two workers, PostgreSQL: {2 * plan.samples} sessions x {k} connections,"
-            " all on worker A; logouts alternate between worker B (judged) and worker A (shown)"
+            f"\n(c) logout to close across two workers, PostgreSQL, fan-out {fanout}: {2 * plan.samples} sessions x"
+            f" {k} connections, all on worker A; logouts alternate between worker B (judged) and worker A (shown)"
         )
         sessions, _ = make_sessions(env, 2 * plan.samples + warmup)
         a = start_worker(stack, "worker A", env, workdir / "worker-a.log")
@@ -220,7 +234,10 @@ def logout_two_workers(stack: contextlib.ExitStack, workdir: Path, plan: Plan, p
     cross = [s for s in samples if s.target == 0]
     same = [s for s in samples if s.target == 1]
     judged = describe_latency(
-        "(c) across workers: connections on A, logout to B (pg_notify, LISTEN)", cross, k, P99_CROSS_WORKER_MS
+        f"(c) across workers, {fanout} fan-out: connections on A, logout to B ({FANOUTS[fanout]})",
+        cross,
+        k,
+        P99_CROSS_WORKER_MS,
     )
     describe_latency("    same worker on PostgreSQL: connections on A, logout to A (not judged)", same, k, None)
     assert judged is not None
