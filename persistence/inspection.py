@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, cast, func, literal, select, union_all
+from sqlalchemy import Select, String, and_, bindparam, cast, func, literal, select, union_all
 
 from sessionflow.lifecycle import CONNECTION, SESSION
 from sessionflow.persistence import validate
@@ -139,11 +139,22 @@ def newest(db: Database) -> tuple[int, int]:
     return int(seq), int(refusal_seq)
 
 
-def transitions_after(db: Database, after: int, *, limit: int = PAGE) -> list[FeedTransition]:
+def news(db: Database, after: int, refusals_after: int) -> tuple[list[FeedTransition], list[RefusalRow]]:
+    """What the feed reads each round: transitions after ``after`` and refusals after ``refusals_after``.
+
+    One connection for both (on PostgreSQL a checkout costs round trips of its own).
+    """
+    with db.engine.connect() as connection:
+        transitions = [FeedTransition(*row) for row in connection.execute(_transitions_after(after, PAGE))]
+        refusals = [RefusalRow(*row) for row in connection.execute(_refusals_after(refusals_after, PAGE))]
+    return transitions, refusals
+
+
+def _transitions_after(after: int, limit: int) -> Select[Any]:
     """Transitions with ``id > after``, in id order, each with the session it belongs to."""
     h, c = table(TransitionRecord).c, table(Connection).c
     session_of = func.coalesce(c.session_id, h.instance_id)
-    statement = (
+    return (
         select(
             h.id,
             h.machine,
@@ -166,20 +177,16 @@ def transitions_after(db: Database, after: int, *, limit: int = PAGE) -> list[Fe
         .order_by(h.id)
         .limit(limit)
     )
-    with db.engine.connect() as connection:
-        return [FeedTransition(*row) for row in connection.execute(statement)]
 
 
-def refusals_after(db: Database, after: int, *, limit: int = PAGE) -> list[RefusalRow]:
+def _refusals_after(after: int, limit: int) -> Select[Any]:
     r = table(Refusal).c
-    statement = (
+    return (
         select(r.id, r.machine, r.instance_id, r.event, r.state, r.code, r.reason, r.request_id, r.at)
         .where(r.id > after)
         .order_by(r.id)
         .limit(limit)
     )
-    with db.engine.connect() as connection:
-        return [RefusalRow(*row) for row in connection.execute(statement)]
 
 
 def refusals_of(db: Database, instance_ids: Iterable[uuid.UUID], *, limit: int = PAGE) -> list[RefusalRow]:

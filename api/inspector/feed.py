@@ -13,6 +13,9 @@ page saw last, like the session protocol resumes from ``last_seq``:
    replays everything after the given ``seq``, false when that was more than
    :data:`REPLAY_LIMIT` behind (reload the counts, then follow).
 3. ``transitions`` and ``refusals`` messages, in batches, in id order.
+   The feed takes no messages: one closes it with 4400. A reader that does
+   not take a message within :data:`SEND_TIMEOUT` is closed with 4500, to
+   reconnect and resume.
 
 PostgreSQL hands out ids before commit, so a later id can commit first: a
 gap is waited for up to :data:`GAP_WAIT` before it is passed over (a rolled
@@ -49,6 +52,7 @@ POLL_EVERY = 0.25  # seconds between reads of the store
 GAP_WAIT = 1.0  # seconds a missing id may take to commit (PostgreSQL)
 RECHECK_EVERY = 5.0  # seconds between checks that the admin's session still stands
 REPLAY_LIMIT = 20_000  # transitions a resume may be behind and still replay them all
+SEND_TIMEOUT = 10.0  # seconds a message may wait for a reader that does not read
 
 
 @dataclass
@@ -172,11 +176,11 @@ class Feed:
                 full = any(len(b["items"]) >= inspection.PAGE for b in batches)
                 done, _ = await asyncio.wait({receive}, timeout=0 if full else POLL_EVERY)
                 if receive in done:
-                    message = receive.result()
-                    if message["type"] == "websocket.disconnect":
+                    if receive.result()["type"] == "websocket.disconnect":
                         self.closed = True
                         return
-                    receive = asyncio.ensure_future(self.socket.receive())  # the page sends nothing; ignore it
+                    await self.close(4400, "the feed takes no messages")
+                    return
                 now = time.monotonic()
                 if now >= self.credential_expires:
                     await self.close(4419, "credentials expired; refresh, then reconnect")
@@ -189,11 +193,10 @@ class Feed:
     def _read(self, transitions: Cursor, refusals: Cursor) -> list[dict[str, Any]]:
         now = time.monotonic()
         batches: list[dict[str, Any]] = []
-        rows = inspection.transitions_after(self.ctx.db, transitions.after)
+        rows, refused = inspection.news(self.ctx.db, transitions.after, refusals.after)
         taken = transitions.take([r.seq for r in rows], now)
         if taken:
             batches.append({"type": "transitions", "items": [r.to_json() for r in rows[:taken]]})
-        refused = inspection.refusals_after(self.ctx.db, refusals.after)
         taken = refusals.take([r.seq for r in refused], now)
         if taken:
             batches.append({"type": "refusals", "items": [r.to_json() for r in refused[:taken]]})
@@ -209,7 +212,10 @@ class Feed:
 
     async def _send(self, message: dict[str, Any]) -> None:
         try:
-            await self.socket.send_text(json.dumps(message, separators=(",", ":")))
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await self.socket.send_text(json.dumps(message, separators=(",", ":")))
+        except TimeoutError:
+            await self.close(4500, "the reader fell behind; reconnect and resume from the last seq")
         except Exception:  # noqa: BLE001 - the peer went away
             self.closed = True
 

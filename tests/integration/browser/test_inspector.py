@@ -122,6 +122,11 @@ def test_a_login_elsewhere_shows_in_the_counts_within_a_second_and_a_logout_move
     waited = inspector.wait_count("session", "session_active", active + 1, timeout=5)
     assert waited <= PROMPTLY, f"the login took {waited:.2f} s to reach the page"
 
+    flashed = inspector.page.evaluate(
+        "() => [...document.querySelectorAll('g.edge.flash title')].map(t => t.textContent)"
+    )
+    assert "authenticated->session_active" in flashed
+
     assert server.logout(user).status_code == 200
     waited = inspector.wait_count("session", "closed", closed + 1, timeout=5)
     assert waited <= PROMPTLY, f"the logout took {waited:.2f} s to reach the page"
@@ -243,3 +248,51 @@ def test_search_finds_sessions_by_user_by_state_and_by_id(
     wait_js(page, "id => document.querySelector(\"[data-testid='session-id']\")?.textContent === id", first.session_id)
     assert page.get_by_test_id("session-user").inner_text() == first.username
     assert inspector.errors == []
+
+
+def test_the_page_follows_the_feed_across_a_server_restart(
+    open_inspector: Callable[..., Inspector], server: Server
+) -> None:
+    """The feed reconnects by itself and resumes from its seq: what happened meanwhile reaches the counts."""
+    inspector = open_inspector()
+    inspector.page.get_by_test_id("rates").wait_for(state="attached")
+    closed = inspector.count("session", "closed")
+    server.stop()
+    wait_js(inspector.page, "() => document.getElementById('status')?.textContent !== 'live'")
+    server.start()
+    user = server.login()
+    server.logout(user)  # possibly before the page is back: it must be replayed, not missed
+    inspector.live()
+    inspector.wait_count("session", "closed", closed + 1, timeout=10)
+    # While the server was down the browser reported the lost socket and the refused connections; nothing else.
+    unreachable = ("WebSocket", "ERR_CONNECTION_REFUSED")
+    assert [e for e in inspector.errors if not any(u in e for u in unreachable)] == []
+
+
+def test_without_graphviz_on_the_server_the_page_lists_the_states_with_their_counts(
+    chromium: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The SVG needs Graphviz's ``dot``; without it the page still counts, from the generated definitions."""
+    directory = tmp_path_factory.mktemp("inspector-no-dot")
+    server = Server(directory, database_url=None, env={}, password_hash=hash_password(PASSWORD), name="no-dot")
+    server._env["PATH"] = str(directory)  # the server runs by its absolute path; `dot` is nowhere to be found
+    context = chromium.new_context()
+    try:
+        server.start()
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{server.base_url}/api/inspector")
+        inspector = Inspector(page, server, errors)
+        inspector.log_in(server.create_user(admin=True)[0])
+        inspector.live()
+        page.get_by_test_id("rates").wait_for(state="attached")
+        assert page.locator("#view svg").count() == 0
+        assert page.locator("ul.states li").count() > 0
+        active = inspector.count("session", "session_active")
+        server.login()
+        inspector.wait_count("session", "session_active", active + 1, timeout=5)
+        assert errors == []
+    finally:
+        context.close()
+        server.close()

@@ -134,6 +134,14 @@ def test_the_feed_resumes_after_a_server_restart_from_the_seq_it_saw(make_server
     ]
 
 
+def test_a_message_to_the_feed_closes_it_4400(feed_server: Server) -> None:
+    """The feed is one way; anything a client sends is a protocol error, not something to buffer."""
+    with open_feed(feed_server, feed_server.admin()) as ws:
+        recv_json(ws)
+        ws.send('{"type": "pong"}')
+        expect_close(ws, 4400)
+
+
 def test_a_resume_from_beyond_the_store_is_not_recovered(feed_server: Server) -> None:
     with open_feed(feed_server, feed_server.admin(), after="999999999") as ws:
         welcome = recv_json(ws)
