@@ -120,6 +120,7 @@ class ServicesController(Controller):
         responses=responses(401, 409, 503),
         summary="Traefik ForwardAuth: 200 with the user and session in headers, or the API's problem",
         security=BEARER_REQUIRED,
+        media_type="text/plain",  # an empty body: what Traefik forwards are the headers
     )
     def forward(self, ctx: Ctx, request: Request[object, object, State]) -> Response[bytes]:
         principal = ctx.principal(request, Purpose.USE)

@@ -68,7 +68,11 @@ def test_sessionflow_is_a_namespace_package_the_two_distributions_share(wheels: 
     client, server = set(_files(wheels["sessionflow_client"])), set(_files(wheels["sessionflow"]))
     assert "sessionflow/__init__.py" not in client | server
     assert client & server == set()
-    assert _packages(wheels["sessionflow_client"]) == {"sessionflow/lifecycle", "sessionflow/client"}
+    assert _packages(wheels["sessionflow_client"]) == {
+        "sessionflow/lifecycle",
+        "sessionflow/client",
+        "sessionflow/middleware",
+    }
     assert _packages(wheels["sessionflow"]) == {"sessionflow/api", "sessionflow/persistence", "sessionflow/migrations"}
 
 
