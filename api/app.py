@@ -191,7 +191,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             await touches.flush()  # activity noted since the last batch still counts
             observability.SESSIONS_BY_STATE.detach(ctx.db)
             ctx.db.dispose()
-            log.info("application shutdown complete")
+            observability.log_last(log, "application shutdown complete")
 
     return _complete_openapi(
         Litestar(

@@ -15,6 +15,7 @@ import hmac
 import logging
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -95,6 +96,34 @@ def logging_config(level: str) -> LoggingConfig:
         },
         log_exceptions="never",  # unexpected errors are logged once, by api.problems.internal_error
     )
+
+
+LOG_FLUSH_TIMEOUT = 2.0  # seconds a stopping worker waits for its queued log lines to be written
+
+
+def flush_logs(timeout: float = LOG_FLUSH_TIMEOUT) -> None:
+    """Wait, at most ``timeout`` seconds, until every queued log line of our loggers has been written.
+
+    Log lines go through a queue to a writer thread, which stops at interpreter exit. granian's
+    workers are forked processes that end with ``os._exit``, skipping that, so a worker's last lines
+    (its shutdown report) would be lost unless the lifespan waits for the queue before returning.
+    """
+    deadline = time.monotonic() + timeout
+    for name in ("sessionflow", "litestar"):
+        for handler in logging.getLogger(name).handlers:
+            queue = getattr(getattr(handler, "listener", None), "queue", None)
+            if queue is None or not hasattr(queue, "all_tasks_done"):
+                continue
+            with queue.all_tasks_done:
+                queue.all_tasks_done.wait_for(
+                    lambda q=queue: q.unfinished_tasks == 0, max(0.0, deadline - time.monotonic())
+                )
+
+
+def log_last(logger: logging.Logger, message: str) -> None:
+    """Log a stopping worker's last line and wait (bounded) until it, and every line before it, is written."""
+    logger.info(message)
+    flush_logs()
 
 
 def access_log() -> LoggingMiddlewareConfig:
