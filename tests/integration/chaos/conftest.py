@@ -7,15 +7,8 @@ about a minute and a half per database in CI.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from tests.integration.ws.conftest import make_server, password_hash  # noqa: F401 - fixtures used here
-
-
-def worker_pids(pid: int) -> list[int]:
-    """The processes serving for the ``sessionflow serve`` process ``pid`` (granian's workers, its children)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(child) for child in children]
+from tests.integration.ws.conftest import make_server, password_hash, worker_pids  # noqa: F401 - fixtures used here
 
 
 def descriptors(pid: int) -> int:

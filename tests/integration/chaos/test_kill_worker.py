@@ -21,8 +21,7 @@ from sqlalchemy import select
 
 from sessionflow.persistence.models import Session as SessionRow
 from sessionflow.persistence.models import TransitionRecord
-from tests.integration.chaos.conftest import worker_pids
-from tests.integration.ws.conftest import Server, Servers
+from tests.integration.ws.conftest import Server, Servers, worker_pids
 
 pytestmark = pytest.mark.slow
 

@@ -439,12 +439,18 @@ class Servers:
         return servers
 
 
+def worker_pids(pid: int) -> list[int]:
+    """The processes serving for the ``sessionflow serve`` process ``pid`` (granian's workers, its children)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
 def _kill_with_workers(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL ``process``'s children, then ``process``: killing only the parent would orphan granian's workers."""
     with contextlib.suppress(OSError):
-        for child in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split():
+        for child in worker_pids(process.pid):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(child), signal.SIGKILL)
+                os.kill(child, signal.SIGKILL)
     process.kill()
     process.wait(timeout=10)
 
