@@ -58,16 +58,21 @@ class Experience:
             return hello
 
 
-def register(server: Server, name: str) -> str:
-    """``sessionflow services add NAME`` against the server's database; the secret it prints once."""
-    done = subprocess.run(
-        [sys.executable, "-m", "sessionflow.api.cli", "services", "add", name],
+def cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    """``sessionflow ARGS`` against the server's database and keys, as its operator would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "sessionflow.api.cli", *args],
         env=server.env(),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def register(server: Server, name: str) -> str:
+    """``sessionflow services add NAME`` against the server's database; the secret it prints once."""
+    done = cli(server, "services", "add", name)
     assert done.returncode == 0, done.stderr
     secret = done.stdout.strip().splitlines()[-1]
     assert secret.startswith("sfs_")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import httpx
 import jwt
 
 from tests.integration.client.conftest import Server
-from tests.integration.services.conftest import Experience, login
+from tests.integration.services.conftest import Experience, cli, login
 
 
 def kid(token: str) -> str:
@@ -23,14 +21,7 @@ def test_rotation_signs_with_the_new_key_while_tokens_of_the_old_one_keep_workin
     server: Server, experiences: dict[str, Experience]
 ) -> None:
     old = login(server)
-    rotated = subprocess.run(
-        [sys.executable, "-m", "sessionflow.api.cli", "keys", "rotate"],
-        env=server.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    rotated = cli(server, "keys", "rotate")
     assert rotated.returncode == 0, rotated.stderr
     deadline = time.monotonic() + 5  # the keyring looks at its directory once a second
     new = login(server)
