@@ -24,7 +24,6 @@ __all__ = ["ACCESS_TYPE", "ANONYMOUS_TYPE", "LEEWAY", "MAX_TOKEN_LENGTH", "Acces
 
 LEEWAY = VERIFY_LEEWAY
 assert LEEWAY.total_seconds() == claims.LEEWAY_SECONDS
-MAX_REMEMBERED = 10_000  # tokens whose signature and claims were checked; their later uses skip the decode
 
 
 class AccessTokens:
@@ -34,7 +33,7 @@ class AccessTokens:
         self.audience = audience
         self.ttl = ttl
         self.clock = clock
-        self._verified: dict[str, tuple[str | None, Key, AccessClaims]] = {}  # token -> its kid, key, claims
+        self._verified: claims.Verified[tuple[str | None, Key, AccessClaims]] = claims.Verified()  # kid, key, claims
 
     def issue(self, *, user_id: uuid.UUID, session_id: uuid.UUID, generation: int) -> str:
         return self._encode(ACCESS_TYPE, str(user_id), session_id, generation, self.ttl)
@@ -88,7 +87,5 @@ class AccessTokens:
             )
         except claims.ClaimsRefused as refused:
             raise InvalidCredentials(refused.detail, code=refused.code) from None
-        if len(self._verified) >= MAX_REMEMBERED:
-            self._verified.clear()
-        self._verified[token] = (kid, key, checked)
+        self._verified.remember(token, (kid, key, checked))
         return checked

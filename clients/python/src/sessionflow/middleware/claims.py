@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import jwt
 
@@ -21,6 +21,9 @@ ANONYMOUS_TYPE = "anonymous"  # proves creation of one anonymous session; single
 REQUIRED = ("iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "typ", "gen")
 MAX_TOKEN_LENGTH = 4096
 LEEWAY_SECONDS = 5
+MAX_REMEMBERED = 10_000  # verified tokens kept, so a token's later uses cost a lookup, not a signature check
+
+V = TypeVar("V")
 
 
 class ClaimsRefused(Exception):
@@ -40,6 +43,29 @@ class AccessClaims:
     generation: int
     jti: str
     expires_at: int
+
+
+class Verified(Generic[V]):
+    """Tokens whose signature and claims were checked, each with what the check gave.
+
+    A token's claims cannot change, so a later use need only be checked for expiry. At most ``limit``
+    tokens are kept; when full, all are forgotten and checked afresh.
+    """
+
+    def __init__(self, limit: int = MAX_REMEMBERED) -> None:
+        self._limit = limit
+        self._seen: dict[str, V] = {}
+
+    def get(self, token: str) -> V | None:
+        return self._seen.get(token)
+
+    def remember(self, token: str, checked: V) -> None:
+        if len(self._seen) >= self._limit:
+            self._seen.clear()
+        self._seen[token] = checked
+
+    def forget(self, token: str) -> None:
+        self._seen.pop(token, None)
 
 
 def key_id(token: str) -> str | None:

@@ -21,7 +21,6 @@ from sessionflow.middleware.refusals import Identity, Refused, unavailable
 
 ASYMMETRIC = frozenset({"EdDSA", "RS256", "ES256"})
 REFETCH_AFTER = 1.0
-MAX_REMEMBERED = 10_000  # verified tokens kept, so a token's later requests cost a lookup, not a signature check
 
 
 class Offline:
@@ -42,14 +41,14 @@ class Offline:
         self._keys: dict[str, tuple[Any, str]] = {}
         self._fetched_at = -REFETCH_AFTER
         self._lock = asyncio.Lock()
-        self._verified: dict[str, Identity] = {}
+        self._verified: claims.Verified[Identity] = claims.Verified()
 
     async def verify(self, token: str) -> Identity:
         """The token's identity; a token verified before is only checked for expiry (its claims cannot change)."""
         known = self._verified.get(token)
         if known is not None:
             if known.expires_at <= time.time() - claims.LEEWAY_SECONDS:
-                self._verified.pop(token, None)
+                self._verified.forget(token)
                 raise Refused("token_expired", "the access token has expired; refresh it")
             return known
         try:
@@ -60,9 +59,7 @@ class Offline:
             raise Refused(refused.code, refused.detail) from None
         assert checked.user_id is not None  # typ is access
         identity = Identity(str(checked.user_id), str(checked.session_id), checked.expires_at, None)
-        if len(self._verified) >= MAX_REMEMBERED:
-            self._verified.clear()
-        self._verified[token] = identity
+        self._verified.remember(token, identity)
         return identity
 
     async def _key(self, kid: str | None) -> tuple[Any, str]:
