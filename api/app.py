@@ -209,7 +209,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
                 *inspector.routes(),
             ],
             dependencies={"ctx": Provide(provide_ctx, sync_to_thread=False)},
-            guards=[limits.json_bodies_only],
             state=State(
                 {"ctx": ctx, "oidc": oidc, "hub": hub, "live": live, "heartbeats": heartbeats, "feeds": inspector.feeds}
             ),
@@ -219,8 +218,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             middleware=[
                 observability.request_id_middleware,
                 observability.prometheus().middleware,
-                observability.access_log().middleware,
-                limits.body_read_timeout(settings.body_read_timeout.total_seconds()),
+                limits.request_bodies(settings.body_read_timeout.total_seconds()),
             ],
             logging_config=observability.logging_config(settings.log_level),
             openapi_config=OpenAPIConfig(

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 
-from sessionflow.api.auth.authenticate import Authenticator, Principal, Purpose
+from sessionflow.api.auth.authenticate import Authenticator, Principal, Purpose, WriteNeeded
 from sessionflow.api.auth.flows import Flows
 from sessionflow.api.auth.services import ServiceAuth
 from sessionflow.api.errors import Forbidden
@@ -20,6 +23,8 @@ from sessionflow.persistence import Database, TransitionService, users
 BEARER = "BearerToken"  # the OpenAPI security scheme of the access token
 BEARER_REQUIRED: list[dict[str, list[str]]] = [{BEARER: []}]
 """What a handler or controller that needs the access token declares (``security=BEARER_REQUIRED``)."""
+
+T = TypeVar("T")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -34,8 +39,31 @@ class AppContext:
     services: ServiceAuth  # registered services (introspection, the revocation feed)
     schema_head: str  # the migration this code expects, read once at start: probes never touch the scripts
 
-    def principal(self, request: Request[object, object, State], purpose: Purpose = Purpose.USE) -> Principal:
-        return self.auth.bearer(request.headers.get("authorization"), purpose)
+    def principal(
+        self, request: Request[object, object, State], purpose: Purpose = Purpose.USE, *, may_write: bool = True
+    ) -> Principal:
+        return self.auth.bearer(request.headers.get("authorization"), purpose, may_write=may_write)
+
+    async def read(self, work: Callable[[bool], T]) -> T:
+        """Run a request's short read where it costs least; ``work(may_write)`` does it.
+
+        On SQLite it runs on the event loop with ``may_write`` false: a read by primary key in WAL mode
+        takes tens of microseconds and never waits on a writer, while the hop to a worker thread and back
+        cost ten times that in CPU (bench/services.py). Should the answer need a write (a due timer, an
+        idle touch that cannot wait for the batch), ``work`` raises :class:`WriteNeeded` and runs again in
+        a worker thread, where it may write. On PostgreSQL it always runs in a worker thread: a network
+        round trip must not stall the loop. Either way every wait is bounded by the database timeout.
+        """
+        if self.db.is_sqlite:
+            try:
+                return work(False)
+            except WriteNeeded:
+                pass
+        return await asyncio.to_thread(work, True)
+
+    async def authenticate(self, request: Request[object, object, State], purpose: Purpose = Purpose.USE) -> Principal:
+        """:meth:`principal`, through :meth:`read`."""
+        return await self.read(lambda may_write: self.principal(request, purpose, may_write=may_write))
 
     def is_admin(self, principal: Principal) -> bool:
         if principal.user_id is None:

@@ -1,9 +1,11 @@
 """Bounds on what one HTTP request may hold and carry: the time its body takes, and its media type.
 
 The server (api/server.py) bounds the request head, in time and size. This middleware bounds the
-body: a client that has not sent all of it within ``body_read_timeout`` of the head gets 408 and its
+body: a body of another media type than its route reads is refused with 415 before anything reads it,
+and a client that has not sent all of it within ``body_read_timeout`` of the head gets 408 and its
 connection closed. A client that goes away mid-body is recorded as 499 (client closed request, as
-nginx names it), never as a server error.
+nginx names it), never as a server error. Both checks run when the route first reads the body, so
+requests whose route reads none (most of them: reads, ForwardAuth) pay nothing for them.
 """
 
 from __future__ import annotations
@@ -11,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 
-from litestar.connection import ASGIConnection
+from litestar.datastructures import Headers
 from litestar.enums import RequestEncodingType, ScopeType
 from litestar.exceptions import HTTPException
-from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
 CLIENT_CLOSED_REQUEST = 499
@@ -28,21 +28,19 @@ class UnsupportedMediaType(HTTPException):
     detail = "request bodies are JSON: send Content-Type: application/json"
 
 
-async def json_bodies_only(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Guard: a request body must be of the media type its route reads, JSON unless the route declares
+def require_json_body(scope: Scope) -> None:
+    """Refuse a body that is not of the media type its route reads, JSON unless the route declares
     another (RFC 7662 introspection reads a form), before anything reads it.
 
     A cross-site HTML form can send ``text/plain``, ``application/x-www-form-urlencoded`` or
     ``multipart/form-data`` without a CORS preflight; a JSON body under such a type would let another
     site post to the API with the browser's cookies. Refused with 415 whatever the body holds.
     """
-    if connection.scope["type"] != ScopeType.HTTP:
-        return
-    headers = connection.headers
+    headers = Headers.from_scope(scope)
     if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
         return
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    declared = _declared_body_type(handler)
+    declared = _declared_body_type(scope.get("route_handler"))
     if declared is not None and declared != RequestEncodingType.JSON:
         if media_type != declared.value:
             raise UnsupportedMediaType(detail=f"this route reads {declared.value}")
@@ -51,7 +49,7 @@ async def json_bodies_only(connection: ASGIConnection[Any, Any, Any, Any], handl
         raise UnsupportedMediaType
 
 
-def _declared_body_type(handler: BaseRouteHandler) -> RequestEncodingType | None:
+def _declared_body_type(handler: object) -> RequestEncodingType | None:
     signature = getattr(handler, "parsed_fn_signature", None)
     data = signature.parameters.get("data") if signature is not None else None
     media_type = getattr(data.kwarg_definition, "media_type", None) if data is not None else None
@@ -68,8 +66,9 @@ class ClientClosedRequest(HTTPException):
     detail = "the client closed the connection before sending the whole request"
 
 
-def body_read_timeout(seconds: float) -> Callable[[ASGIApp], ASGIApp]:
-    """Litestar middleware factory: every ``receive`` of an HTTP request body is due ``seconds`` after the head."""
+def request_bodies(seconds: float) -> Callable[[ASGIApp], ASGIApp]:
+    """Litestar middleware factory: an HTTP request body must be of its route's media type
+    (:func:`require_json_body`), and every ``receive`` of it is due ``seconds`` after the head."""
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def bounded(scope: Scope, receive: Receive, send: Send) -> None:
@@ -77,10 +76,13 @@ def body_read_timeout(seconds: float) -> Callable[[ASGIApp], ASGIApp]:
                 await app(scope, receive, send)
                 return
             deadline = time.monotonic() + seconds
-            complete = False
+            started = complete = False
 
             async def receive_in_time() -> ReceiveMessage:
-                nonlocal complete
+                nonlocal started, complete
+                if not started:
+                    started = True
+                    require_json_body(scope)
                 if complete:
                     return await receive()  # after the body: only http.disconnect is left to wait for
                 try:

@@ -27,6 +27,11 @@ from sessionflow.persistence import InstanceNotFound, Snapshot, TransitionServic
 TOUCH_EVERY = timedelta(seconds=60)  # at most one idle-timer write per session per minute
 
 
+class WriteNeeded(Exception):
+    """Raised by a read-only authentication whose answer needs a write first: a due timer to fire, or an
+    idle touch that cannot wait for the next batch. The caller runs it again where it may write."""
+
+
 class Purpose(enum.StrEnum):
     """What the caller wants to do with the session, which decides the states its credentials work in."""
 
@@ -87,8 +92,8 @@ class Authenticator:
         """Write idle-timer touches in ``touches``' batches instead of in the request that earned them."""
         self.touches = touches
 
-    def bearer(self, authorization: str | None, purpose: Purpose) -> Principal:
-        """Authenticate an ``Authorization: Bearer <token>`` header value."""
+    def bearer(self, authorization: str | None, purpose: Purpose, *, may_write: bool = True) -> Principal:
+        """Authenticate an ``Authorization: Bearer <token>`` header value (``may_write``: see :meth:`token`)."""
         if not authorization:
             raise InvalidCredentials(
                 "no credentials: send Authorization: Bearer <access token>", code="credentials_missing"
@@ -98,12 +103,15 @@ class Authenticator:
             raise InvalidCredentials(
                 "the Authorization header must be 'Bearer <access token>'", code="credentials_missing"
             )
-        return self.token(token.strip(), purpose)
+        return self.token(token.strip(), purpose, may_write=may_write)
 
-    def token(self, token: str, purpose: Purpose) -> Principal:
+    def token(self, token: str, purpose: Purpose, *, may_write: bool = True) -> Principal:
+        """The principal ``token`` stands for, or the refusal. With ``may_write`` false nothing is written:
+        :class:`WriteNeeded` is raised instead when the answer depends on a write (a due timer, an urgent touch).
+        """
         claims = self.tokens.verify(token)
         try:
-            snapshot = self.service.get(SESSION.name, claims.session_id)
+            snapshot = self.session(claims.session_id, may_write=may_write)
         except InstanceNotFound:
             raise InvalidCredentials("the token names no session", code="session_unknown") from None
         row = snapshot.row
@@ -123,7 +131,7 @@ class Authenticator:
         require(snapshot.state, purpose)
         if row.get("token_generation") != claims.generation:
             raise InvalidCredentials("the token was superseded by a newer one; use the latest", code="token_superseded")
-        self._touch(snapshot.id, snapshot.timers.get("idle"))
+        self._touch(snapshot.id, snapshot.timers.get("idle"), may_write=may_write)
         return Principal(
             snapshot.id,
             claims.user_id,
@@ -134,6 +142,14 @@ class Authenticator:
             token_generation=claims.generation,
             snapshot=snapshot,
         )
+
+    def session(self, session_id: uuid.UUID, *, may_write: bool = True) -> Snapshot:
+        """The session as stored, its due timers fired first; with ``may_write`` false, :class:`WriteNeeded`
+        instead of firing them."""
+        snapshot = self.service.get(SESSION.name, session_id, fire_due=may_write)
+        if not may_write and snapshot.next_due is not None and snapshot.next_due <= self.service.clock.now():
+            raise WriteNeeded
+        return snapshot
 
     def ticket(self, ticket: str) -> Principal:
         """Spend a WebSocket ticket; the principal's expiry is that of the access token behind the ticket."""
@@ -165,7 +181,7 @@ class Authenticator:
         user_id = snapshot.row.get("user_id")
         return Principal(session_id, user_id, snapshot.state, snapshot.version, False, int(expires.timestamp()))
 
-    def _touch(self, session_id: uuid.UUID, idle_due: object) -> None:
+    def _touch(self, session_id: uuid.UUID, idle_due: object, *, may_write: bool) -> None:
         """Authenticated use is activity: push the idle timeout back, at most once a minute.
 
         A running app defers the write to this worker's next batch (:class:`~sessionflow.api.touches.Touches`),
@@ -178,5 +194,7 @@ class Authenticator:
             return
         if self.touches is not None and left > self.touches.safe_margin:
             self.touches.note(session_id)
-        else:
+        elif may_write:
             self.service.touch(SESSION.name, session_id)
+        else:
+            raise WriteNeeded

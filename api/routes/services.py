@@ -19,7 +19,7 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.status_codes import HTTP_200_OK
 
-from sessionflow.api.auth.authenticate import Purpose
+from sessionflow.api.auth.authenticate import Principal, Purpose
 from sessionflow.api.context import BEARER_REQUIRED, Ctx
 from sessionflow.api.errors import AuthError, NotConnectable
 from sessionflow.api.problems import responses
@@ -85,22 +85,28 @@ class ServicesController(Controller):
     @post(
         "/auth/introspect",
         status_code=HTTP_200_OK,
-        sync_to_thread=True,
         responses=responses(400, 401, 503),
         summary="Introspect an access token (RFC 7662), registered services only",
     )
-    def introspect(
+    async def introspect(
         self,
         ctx: Ctx,
         request: Request[object, object, State],
         data: Annotated[IntrospectionRequest, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Introspection:
         """Active only while the token verifies and its session is usable, exactly as the API decides."""
-        ctx.services.authenticate(request.headers.get("authorization"))
-        try:
-            principal = ctx.auth.token(data.token, Purpose.USE)
-        except AuthError as refused:
-            return Introspection(active=False, code=refused.code)
+        authorization = request.headers.get("authorization")
+
+        def check(may_write: bool) -> Principal | AuthError:
+            ctx.services.authenticate(authorization)
+            try:
+                return ctx.auth.token(data.token, Purpose.USE, may_write=may_write)
+            except AuthError as refused:
+                return refused
+
+        principal = await ctx.read(check)
+        if isinstance(principal, AuthError):
+            return Introspection(active=False, code=principal.code)
         if principal.anonymous or principal.user_id is None:
             return Introspection(active=False, code="token_invalid")
         return Introspection(
@@ -116,14 +122,13 @@ class ServicesController(Controller):
 
     @get(
         "/auth/forward",
-        sync_to_thread=True,
         responses=responses(401, 409, 503),
         summary="Traefik ForwardAuth: 200 with the user and session in headers, or the API's problem",
         security=BEARER_REQUIRED,
         media_type="text/plain",  # an empty body: what Traefik forwards are the headers
     )
-    def forward(self, ctx: Ctx, request: Request[object, object, State]) -> Response[bytes]:
-        principal = ctx.principal(request, Purpose.USE)
+    async def forward(self, ctx: Ctx, request: Request[object, object, State]) -> Response[bytes]:
+        principal = await ctx.authenticate(request, Purpose.USE)
         if principal.anonymous or principal.user_id is None:
             raise NotConnectable("the session is anonymous: log in first", code="session_not_connectable")
         headers = {

@@ -84,20 +84,22 @@ class SessionController(Controller):
 
     @get(
         "/",
-        sync_to_thread=True,
         responses=responses(400, 401, 404, 409, 422, 503),
         summary="A session's state, timers and allowed events",
     )
-    def show(
+    async def show(
         self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]
     ) -> Response[SessionView]:
-        with ctx.db.read():  # authentication and the answer: one connection, one read transaction
-            actor, principal = _access(ctx, request, session_id)
-            snapshot = principal.snapshot if actor is Actor.CLIENT else None
-            if snapshot is None:  # an admin's look at another session, or a ticket's principal
-                snapshot = ctx.service.get(SESSION.name, session_id)
-            view = _view(ctx, snapshot, actor)
-        return Response(view, headers={"ETag": f'"{snapshot.version}"'})
+        def answer(may_write: bool) -> SessionView:
+            with ctx.db.read():  # authentication and the answer: one connection, one read transaction
+                actor, principal = _access(ctx, request, session_id, may_write=may_write)
+                snapshot = principal.snapshot if actor is Actor.CLIENT else None
+                if snapshot is None:  # an admin's look at another session, or a ticket's principal
+                    snapshot = ctx.auth.session(session_id, may_write=may_write)
+                return _view(ctx, snapshot, actor)
+
+        view = await ctx.read(answer)
+        return Response(view, headers={"ETag": f'"{view.version}"'})
 
     @get(
         "/history",
@@ -182,14 +184,19 @@ def _caller(
 
 
 def _access(
-    ctx: AppContext, request: Request[Any, Any, State], session_id: uuid.UUID, purpose: Purpose = Purpose.USE
+    ctx: AppContext,
+    request: Request[Any, Any, State],
+    session_id: uuid.UUID,
+    purpose: Purpose = Purpose.USE,
+    *,
+    may_write: bool = True,
 ) -> tuple[Actor, Principal]:
     """The caller's actor on this session, and who the caller is; 404 if the session is not theirs to see.
 
     On its own session the caller is the holder, with its credentials checked for ``purpose``; on
-    another's it must be an admin whose own session is usable.
+    another's it must be an admin whose own session is usable. ``may_write``: see ``AppContext.read``.
     """
-    principal: Principal = ctx.principal(request, purpose)
+    principal: Principal = ctx.principal(request, purpose, may_write=may_write)
     if principal.session_id == session_id:
         return Actor.CLIENT, principal
     require(principal.state, Purpose.USE)
