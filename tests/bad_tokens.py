@@ -54,6 +54,11 @@ def _json(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
+def _with_header(tc: TokenContext, header: dict[str, Any]) -> str:
+    """The context's token under another header (so its signature no longer matches)."""
+    return _b64(_json(header)) + "." + tc.token.partition(".")[2]
+
+
 def rsa_private_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -221,6 +226,10 @@ BAD_TOKENS: tuple[BadToken, ...] = (
     BadToken("refresh_token_as_bearer", "token_malformed", lambda tc: tc.issued.refresh_token),
     # -- forged or not ours
     BadToken("alg_none", "token_invalid", _alg_none),
+    BadToken("header_not_base64url", "token_invalid", lambda tc: "eyJ!!!!." + tc.token.partition(".")[2]),
+    BadToken("header_not_json", "token_invalid", lambda tc: _b64(b"{kid:") + "." + tc.token.partition(".")[2]),
+    BadToken("header_not_an_object", "token_invalid", lambda tc: _b64(b"[]") + "." + tc.token.partition(".")[2]),
+    BadToken("header_kid_not_a_string", "token_invalid", lambda tc: _with_header(tc, {"alg": "HS256", "kid": 7})),
     BadToken("hs256_keyed_with_rs256_public_key", "token_invalid", _hs256_with_public_key, algorithm="RS256"),
     BadToken(
         "rs256_signed_with_another_key",
