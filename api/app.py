@@ -60,7 +60,7 @@ from sessionflow.api.settings import Settings
 from sessionflow.api.touches import Touches
 from sessionflow.api.ws import Live, ws_endpoint
 from sessionflow.lifecycle import Clock, SystemClock
-from sessionflow.persistence import CONNECTIONS, Database, StoreUnavailable, TransitionService, migrate
+from sessionflow.persistence import CONNECTIONS, Database, RowCache, StoreUnavailable, TransitionService, migrate
 
 log = logging.getLogger("sessionflow.app")
 
@@ -120,7 +120,12 @@ def build_context(settings: Settings, *, clock: Clock | None = None) -> AppConte
         settings=settings,
         db=db,
         service=service,
-        auth=Authenticator(service, access, idle_timeout=settings.session_idle_timeout),
+        auth=Authenticator(
+            service,
+            access,
+            idle_timeout=settings.session_idle_timeout,
+            rows=RowCache(db) if RowCache.fits(db) else None,
+        ),
         flows=Flows(service, access, settings),
         services=ServiceAuth(db),
         schema_head=migrate.head(),
@@ -190,7 +195,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
                     await task
             await touches.flush()  # activity noted since the last batch still counts
             observability.SESSIONS_BY_STATE.detach(ctx.db)
-            ctx.db.dispose()
+            ctx.close()
             observability.log_last(log, "application shutdown complete")
 
     return _complete_openapi(

@@ -44,6 +44,12 @@ class AppContext:
     ) -> Principal:
         return self.auth.bearer(request.headers.get("authorization"), purpose, may_write=may_write)
 
+    def close(self) -> None:
+        """Let go of the database: the row cache's connection, then the pool and spare connections."""
+        if self.auth.rows is not None:
+            self.auth.rows.close()
+        self.db.dispose()
+
     async def read(self, work: Callable[[bool], T]) -> T:
         """Run a request's short read where it costs least; ``work(may_write)`` does it.
 

@@ -33,6 +33,7 @@ from sessionflow.persistence.errors import (
     VersionConflict,
 )
 from sessionflow.persistence.records import Applied, HistoryEntry, Snapshot
+from sessionflow.persistence.rowcache import RowCache
 from sessionflow.persistence.service import Hooks, TransitionService
 from sessionflow.persistence.tx import FireOptions, Tx
 from sessionflow.persistence.users import UserRecord
@@ -52,6 +53,7 @@ __all__ = [
     "InvalidInput",
     "InvalidInstanceId",
     "PersistenceError",
+    "RowCache",
     "ServiceExists",
     "Snapshot",
     "StoreUnavailable",

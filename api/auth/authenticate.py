@@ -22,7 +22,7 @@ from sessionflow.api.auth.tokens import ANONYMOUS_TYPE, AccessTokens
 from sessionflow.api.errors import AuthError, InvalidCredentials, NotConnectable
 from sessionflow.api.touches import Touches
 from sessionflow.lifecycle import SESSION, Access, Definition, access
-from sessionflow.persistence import InstanceNotFound, Snapshot, TransitionService, credentials
+from sessionflow.persistence import InstanceNotFound, RowCache, Snapshot, TransitionService, credentials
 
 TOUCH_EVERY = timedelta(seconds=60)  # at most one idle-timer write per session per minute
 
@@ -82,10 +82,18 @@ def require(state: str, purpose: Purpose, definition: Definition = SESSION) -> N
 
 
 class Authenticator:
-    def __init__(self, service: TransitionService, tokens: AccessTokens, *, idle_timeout: timedelta) -> None:
+    def __init__(
+        self,
+        service: TransitionService,
+        tokens: AccessTokens,
+        *,
+        idle_timeout: timedelta,
+        rows: RowCache | None = None,
+    ) -> None:
         self.service = service
         self.tokens = tokens
         self.idle_timeout = idle_timeout
+        self.rows = rows  # SQLite: read-only authentication reads sessions through it
         self.touches: Touches | None = None  # set by a running app: idle touches leave the request path
 
     def defer_touches(self, touches: Touches) -> None:
@@ -145,8 +153,11 @@ class Authenticator:
 
     def session(self, session_id: uuid.UUID, *, may_write: bool = True) -> Snapshot:
         """The session as stored, its due timers fired first; with ``may_write`` false, :class:`WriteNeeded`
-        instead of firing them."""
-        snapshot = self.service.get(SESSION.name, session_id, fire_due=may_write)
+        instead of firing them, and the row as the row cache kept it if nothing has committed since."""
+        if may_write or self.rows is None:
+            snapshot = self.service.get(SESSION.name, session_id, fire_due=may_write)
+        else:
+            snapshot = self.rows.get(session_id, lambda: self.service.get(SESSION.name, session_id, fire_due=False))
         if not may_write and snapshot.next_due is not None and snapshot.next_due <= self.service.clock.now():
             raise WriteNeeded
         return snapshot

@@ -96,6 +96,34 @@ def test_introspection_after_the_idle_timeout_reports_the_expiry(make_api: Calla
     assert answer.json() == {"active": False, "code": "session_expired"}
 
 
+@pytest.mark.parametrize("change", ["logout", "revoke", "refresh"])
+def test_a_change_made_by_another_worker_reaches_the_next_request_at_once(
+    make_api: Callable[..., Api], change: str
+) -> None:
+    """On SQLite a worker keeps the session rows it read until anything commits (persistence/rowcache.py):
+    a logout, revocation or refresh committed by another worker is seen by the very next request."""
+    worker, other = make_api(), make_api()  # two apps on one database, as two workers
+    tokens = worker.login()
+    headers = bearer(tokens["access_token"])
+    for _ in range(3):  # read, then answered from what was read
+        assert worker.client.get("/api/auth/forward", headers=headers).status_code == 200
+    if change == "logout":
+        assert other.client.post("/api/auth/logout", headers=headers).status_code == 200
+        expected = "session_closed"
+    elif change == "revoke":
+        revoked = other.client.post(
+            f"/api/admin/sessions/{tokens['session_id']}/revoke", json={}, headers=other.admin_headers()
+        )
+        assert revoked.status_code == 200, revoked.text
+        expected = "session_revoked"
+    else:
+        refreshed = other.client.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert refreshed.status_code == 200, refreshed.text
+        expected = "token_superseded"
+    assert_problem(worker.client.get("/api/auth/forward", headers=headers), 401, expected)
+    assert_problem(worker.client.get(f"/api/session/{tokens['session_id']}", headers=headers), 401, expected)
+
+
 # -- the access log -----------------------------------------------------------------------
 
 
