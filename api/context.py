@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -66,6 +68,20 @@ class AppContext:
             except WriteNeeded:
                 pass
         return await asyncio.to_thread(work, True)
+
+    def reading(self, may_write: bool) -> AbstractContextManager[object]:
+        """One read for a route's authentication and answer, on one connection; none on a read-only pass
+        that the row cache serves (a row it does not hold is then read on its own)."""
+        if may_write or self.auth.rows is None:
+            return self.db.read()
+        return contextlib.nullcontext()
+
+    def kept(self, key: Hashable, read: Callable[[], T], may_write: bool) -> T:
+        """``read()``, or on a read-only pass (see :meth:`read`) what it gave since the last commit, if kept
+        (persistence/rowcache.py)."""
+        if may_write or self.auth.rows is None:
+            return read()
+        return self.auth.rows.get(key, read)
 
     async def authenticate(self, request: Request[object, object, State], purpose: Purpose = Purpose.USE) -> Principal:
         """:meth:`principal`, through :meth:`read`."""

@@ -576,8 +576,11 @@ def read_phase(api: harness.Server, bare: harness.Server, pool: SessionPool, gen
             out.write(f"{issued.session_id} {issued.access_token}\n")
     servers = {"bare GET /api/session/{id} (baseline)": bare, "GET /api/session/{id} (authenticated read)": api}
     loads: dict[str, list[Load]] = {label: [] for label in servers}
+    cpu_ms: dict[str, list[float]] = {label: [] for label in servers}
 
     def block(label: str, seconds: int) -> Load:
+        pid = servers[label].process.pid
+        cpu = harness.cpu_seconds(pid)
         load = generator.run(
             servers[label].base,
             "read",
@@ -589,18 +592,23 @@ def read_phase(api: harness.Server, bare: harness.Server, pool: SessionPool, gen
         )
         if load.non_2xx or load.socket_errors:
             raise RuntimeError(f"{label}: {load.non_2xx} non-2xx responses, {load.socket_errors} socket errors")
+        cpu_ms[label].append(1e3 * (harness.cpu_seconds(pid) - cpu) / load.requests)
         return load
 
     for label in servers:
         block(label, plan.warm_up)
+        cpu_ms[label].clear()
     for label in harness.interleaved(list(servers), plan.repeats):
         loads[label].append(block(label, plan.seconds))
     print(f"\nauthenticated read vs a bare GET: {plan.connections} connections, {plan.seconds} s blocks, alternating")
-    print(f"  {'variant':<56}{'requests/s':>11} {'(range)':<15}{'p99 ms':>7}")
+    print(f"  {'variant':<56}{'requests/s':>11} {'(range)':<15}{'p99 ms':>7}{'cpu ms/request':>16}")
     for label, runs in loads.items():
         rates = [load.per_second for load in runs]
         p99 = median([load.p99_ms for load in runs])
-        print(f"  {label:<56}{median(rates):>11,.0f} {harness.value_range(rates, ',.0f'):<15}{p99:>7.2f}")
+        print(
+            f"  {label:<56}{median(rates):>11,.0f} {harness.value_range(rates, ',.0f'):<15}{p99:>7.2f}"
+            f"{median(cpu_ms[label]):>16.3f}"
+        )
     baseline, subject = ([load.per_second for load in runs] for runs in loads.values())
     ratios = harness.per_repeat_ratios(subject, baseline)
     passed = READ_TARGET.met(median(ratios))

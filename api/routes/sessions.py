@@ -91,12 +91,12 @@ class SessionController(Controller):
         self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]
     ) -> Response[SessionView]:
         def answer(may_write: bool) -> SessionView:
-            with ctx.db.read():  # authentication and the answer: one connection, one read transaction
+            with ctx.reading(may_write):  # authentication and the answer: one read, if any
                 actor, principal = _access(ctx, request, session_id, may_write=may_write)
                 snapshot = principal.snapshot if actor is Actor.CLIENT else None
                 if snapshot is None:  # an admin's look at another session, or a ticket's principal
                     snapshot = ctx.auth.session(session_id, may_write=may_write)
-                return _view(ctx, snapshot, actor)
+                return _view(ctx, snapshot, actor, may_write=may_write)
 
         view = await ctx.read(answer)
         return Response(view, headers={"ETag": f'"{view.version}"'})
@@ -228,15 +228,18 @@ def _if_match(value: str | None) -> int | None:
     return int(match.group(2))
 
 
-def _view(ctx: AppContext, snapshot: Snapshot, actor: Actor) -> SessionView:
+def _view(ctx: AppContext, snapshot: Snapshot, actor: Actor, *, may_write: bool = True) -> SessionView:
     row = snapshot.row
+    connections = ctx.kept(
+        ("connections", snapshot.id), lambda: queries.live_connections(ctx.db, snapshot.id), may_write
+    )
     return SessionView(
         session_id=snapshot.id,
         state=snapshot.state,
         version=snapshot.version,
         user_id=row.get("user_id"),
         allowed_events=[str(e) for e in engine(SESSION).allowed_events(snapshot.state, actor)],
-        connections=queries.live_connections(ctx.db, snapshot.id),
+        connections=connections,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         **{f"{name}_due_at": due for name, due in snapshot.timers.items()},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -13,8 +14,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from sessionflow.api.auth.authenticate import WriteNeeded
-from sessionflow.lifecycle import SESSION, Access, access
-from sessionflow.persistence import services
+from sessionflow.lifecycle import CONNECTION, SESSION, Access, Actor, ConnectionEvent, access
+from sessionflow.persistence import connections, services
 from tests.integration.api.conftest import Api, assert_problem, bearer
 from tests.integration.api.test_services_routes import basic
 
@@ -122,6 +123,19 @@ def test_a_change_made_by_another_worker_reaches_the_next_request_at_once(
         expected = "token_superseded"
     assert_problem(worker.client.get("/api/auth/forward", headers=headers), 401, expected)
     assert_problem(worker.client.get(f"/api/session/{tokens['session_id']}", headers=headers), 401, expected)
+
+
+def test_a_websocket_opened_by_another_worker_is_listed_by_the_next_read(make_api: Callable[..., Api]) -> None:
+    worker, other = make_api(), make_api()
+    tokens = worker.login()
+    url, headers = f"/api/session/{tokens['session_id']}", bearer(tokens["access_token"])
+    assert worker.client.get(url, headers=headers).json()["connections"] == []
+    with other.ctx.service.transaction() as tx:
+        opened = connections.open_connection(
+            tx, uuid.UUID(tokens["session_id"]), worker_id="other-worker", remote_addr=None
+        )
+        tx.fire(CONNECTION.name, opened.id, ConnectionEvent.ACCEPT, actor=Actor.SERVER)  # as api/ws.py opens one
+    assert worker.client.get(url, headers=headers).json()["connections"] == [str(opened.id)]
 
 
 # -- the access log -----------------------------------------------------------------------
