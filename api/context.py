@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import uuid
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from litestar import Request
+from litestar.concurrency import sync_to_thread
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 
@@ -60,14 +60,15 @@ class AppContext:
         cost ten times that in CPU (bench/services.py). Should the answer need a write (a due timer, an
         idle touch that cannot wait for the batch), ``work`` raises :class:`WriteNeeded` and runs again in
         a worker thread, where it may write. On PostgreSQL it always runs in a worker thread: a network
-        round trip must not stall the loop. Either way every wait is bounded by the database timeout.
+        round trip must not stall the loop. Either way every wait is bounded by the database timeout. The
+        worker threads are those Litestar runs synchronous handlers on (``litestar.concurrency``).
         """
         if self.db.is_sqlite:
             try:
                 return work(False)
             except WriteNeeded:
                 pass
-        return await asyncio.to_thread(work, True)
+        return await sync_to_thread(work, True)
 
     def reading(self, may_write: bool) -> AbstractContextManager[object]:
         """One read for a route's authentication and answer, on one connection; none on a read-only pass
