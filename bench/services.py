@@ -22,7 +22,10 @@ Two measurements, each against a baseline measured in the same run:
    on a real ``sessionflow serve`` (EdDSA, SQLite), against ``GET /health`` of
    the bare Litestar app of ``bench/http.py``, served the same way. Blocks
    alternate; the ratio is taken repeat by repeat (target: at least 0.5x).
-   Both endpoints verify the token and read its session row on every request.
+   Both endpoints check the token and its session on every request (on SQLite
+   the session row comes from the worker's row cache between commits,
+   persistence/rowcache.py). Each block also prints the server's CPU per
+   request (its processes, all threads; Linux ``/proc``).
 
 The last line is ``targets: N PASS, M MISS``; ``--strict`` exits 1 on a MISS.
 """
@@ -238,6 +241,7 @@ def measure_throughput(args: argparse.Namespace, workdir: Path) -> dict[str, lis
         harness.wait_ready(bare, "/health")
         for mode in harness.interleaved(list(rates), args.repeats):
             server = bare if mode == "bare" else api
+            cpu = harness.cpu_seconds(server.process.pid)
             load = wrk(
                 server.base,
                 mode,
@@ -247,9 +251,11 @@ def measure_throughput(args: argparse.Namespace, workdir: Path) -> dict[str, lis
                 seconds=args.duration,
                 workdir=workdir,
             )
+            cpu_ms = 1e3 * (harness.cpu_seconds(server.process.pid) - cpu) / load["requests"]
             rates[mode].append(load["requests"] / load["seconds"])
             print(
                 f"  {mode:<11} {rates[mode][-1]:>8.0f} req/s  p50 {load['p50_ms']:.2f} ms  p99 {load['p99_ms']:.2f} ms"
+                f"  server cpu {cpu_ms:.3f} ms/request"
             )
     return rates
 
