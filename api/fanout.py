@@ -131,6 +131,14 @@ class Hub:
             queue.put_nowait(RESYNC)
 
     def deliver(self, event: TransitionEvent) -> None:
+        """Hand ``event``, from any thread, to this worker's watchers and its session's subscribers, on the loop.
+
+        With none of either, the loop is not woken at all: most transitions concern sessions with no
+        WebSocket here. A subscriber that registers meanwhile misses nothing, since it subscribes before
+        its welcome reads the committed history (api/ws.py).
+        """
+        if not self._watchers and event.session_id not in self._subscribers:
+            return
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._dispatch, event)
