@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import re
-import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TypeVar
@@ -15,6 +13,7 @@ from litestar.concurrency import sync_to_thread
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 
+from sessionflow.api import observability
 from sessionflow.api.auth.authenticate import Authenticator, Principal, Purpose, WriteNeeded
 from sessionflow.api.auth.flows import Flows
 from sessionflow.api.auth.services import ServiceAuth
@@ -27,8 +26,6 @@ BEARER_REQUIRED: list[dict[str, list[str]]] = [{BEARER: []}]
 """What a handler or controller that needs the access token declares (``security=BEARER_REQUIRED``)."""
 
 T = TypeVar("T")
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -77,13 +74,6 @@ class AppContext:
             return self.db.read()
         return contextlib.nullcontext()
 
-    def kept(self, key: Hashable, read: Callable[[], T], may_write: bool) -> T:
-        """``read()``, or on a read-only pass (see :meth:`read`) what it gave since the last commit, if kept
-        (persistence/rowcache.py)."""
-        if may_write or self.auth.rows is None:
-            return read()
-        return self.auth.rows.get(key, read)
-
     async def authenticate(self, request: Request[object, object, State], purpose: Purpose = Purpose.USE) -> Principal:
         """:meth:`principal`, through :meth:`read`."""
         return await self.read(lambda may_write: self.principal(request, purpose, may_write=may_write))
@@ -104,8 +94,7 @@ def request_id(request: Request[object, object, State]) -> str:
     value = request.scope.get("state", {}).get("request_id")
     if isinstance(value, str):
         return value
-    header = request.headers.get("x-request-id", "")
-    return header if _REQUEST_ID.match(header) else uuid.uuid4().hex
+    return observability.request_id_of(request.scope.get("headers", ()))
 
 
 Ctx = NamedDependency[AppContext]

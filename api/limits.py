@@ -28,7 +28,7 @@ class UnsupportedMediaType(HTTPException):
     detail = "request bodies are JSON: send Content-Type: application/json"
 
 
-def require_json_body(scope: Scope) -> None:
+def require_body_type(scope: Scope) -> None:
     """Refuse a body that is not of the media type its route reads, JSON unless the route declares
     another (RFC 7662 introspection reads a form), before anything reads it.
 
@@ -68,7 +68,7 @@ class ClientClosedRequest(HTTPException):
 
 def request_bodies(seconds: float) -> Callable[[ASGIApp], ASGIApp]:
     """Litestar middleware factory: an HTTP request body must be of its route's media type
-    (:func:`require_json_body`), and every ``receive`` of it is due ``seconds`` after the head."""
+    (:func:`require_body_type`), and every ``receive`` of it is due ``seconds`` after the head."""
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def bounded(scope: Scope, receive: Receive, send: Send) -> None:
@@ -82,7 +82,7 @@ def request_bodies(seconds: float) -> Callable[[ASGIApp], ASGIApp]:
                 nonlocal started, complete
                 if not started:
                     started = True
-                    require_json_body(scope)
+                    require_body_type(scope)
                 if complete:
                     return await receive()  # after the body: only http.disconnect is left to wait for
                 try:

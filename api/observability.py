@@ -52,7 +52,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         if scope["type"] not in ("http", "websocket"):
             await app(scope, receive, send)
             return
-        rid = _request_id(scope.get("headers", ()))
+        rid = request_id_of(scope.get("headers", ()))
         scope.setdefault("state", {})["request_id"] = rid
         token = REQUEST_ID.set(rid)
         status = 0
@@ -76,7 +76,8 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def _request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
+def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The caller's ``X-Request-ID`` among raw ASGI ``headers`` if well formed, else a new id."""
     for name, value in headers:
         if name == b"x-request-id":
             header = value.decode("latin-1")

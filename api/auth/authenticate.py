@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sessionflow.api.auth.tokens import ANONYMOUS_TYPE, AccessTokens
 from sessionflow.api.errors import AuthError, InvalidCredentials, NotConnectable
@@ -24,6 +26,7 @@ from sessionflow.api.touches import Touches
 from sessionflow.lifecycle import SESSION, Access, Definition, access
 from sessionflow.persistence import InstanceNotFound, RowCache, Snapshot, TransitionService, credentials
 
+T = TypeVar("T")
 TOUCH_EVERY = timedelta(seconds=60)  # at most one idle-timer write per session per minute
 
 
@@ -154,13 +157,19 @@ class Authenticator:
     def session(self, session_id: uuid.UUID, *, may_write: bool = True) -> Snapshot:
         """The session as stored, its due timers fired first; with ``may_write`` false, :class:`WriteNeeded`
         instead of firing them, and the row as the row cache kept it if nothing has committed since."""
-        if may_write or self.rows is None:
-            snapshot = self.service.get(SESSION.name, session_id, fire_due=may_write)
-        else:
-            snapshot = self.rows.get(session_id, lambda: self.service.get(SESSION.name, session_id, fire_due=False))
+        snapshot = self.kept(
+            session_id, lambda: self.service.get(SESSION.name, session_id, fire_due=may_write), may_write
+        )
         if not may_write and snapshot.next_due is not None and snapshot.next_due <= self.service.clock.now():
             raise WriteNeeded
         return snapshot
+
+    def kept(self, key: Hashable, read: Callable[[], T], may_write: bool) -> T:
+        """``read()``; on a read-only pass, what it gave since the last commit if the row cache kept it
+        (persistence/rowcache.py)."""
+        if may_write or self.rows is None:
+            return read()
+        return self.rows.get(key, read)
 
     def ticket(self, ticket: str) -> Principal:
         """Spend a WebSocket ticket; the principal's expiry is that of the access token behind the ticket."""

@@ -230,7 +230,7 @@ def _if_match(value: str | None) -> int | None:
 
 def _view(ctx: AppContext, snapshot: Snapshot, actor: Actor, *, may_write: bool = True) -> SessionView:
     row = snapshot.row
-    connections = ctx.kept(
+    connections = ctx.auth.kept(
         ("connections", snapshot.id), lambda: queries.live_connections(ctx.db, snapshot.id), may_write
     )
     return SessionView(
