@@ -86,7 +86,9 @@ def request_bodies(seconds: float) -> Callable[[ASGIApp], ASGIApp]:
                 if complete:
                     return await receive()  # after the body: only http.disconnect is left to wait for
                 try:
-                    message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+                    # A deadline on the awaiting task, not a task of its own per receive (as wait_for makes).
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        message = await receive()
                 except TimeoutError:
                     raise BodyTimeout(headers={"Connection": "close"}) from None
                 if message["type"] == "http.disconnect":
