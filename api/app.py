@@ -45,7 +45,7 @@ from sessionflow.api.auth.keys import load_keys
 from sessionflow.api.auth.oidc import from_settings as oidc_from_settings
 from sessionflow.api.auth.services import ServiceAuth
 from sessionflow.api.auth.tokens import AccessTokens
-from sessionflow.api.context import BEARER, AppContext, provide_ctx
+from sessionflow.api.context import BEARER, AppContext, provider
 from sessionflow.api.fanout_redis import RedisFanout
 from sessionflow.api.heartbeats import SESSION_TOUCH_EVERY, Heartbeats
 from sessionflow.api.inspector.assembly import Inspector
@@ -213,7 +213,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
                 observability.MetricsController,
                 *inspector.routes(),
             ],
-            dependencies={"ctx": Provide(provide_ctx, sync_to_thread=False)},
+            dependencies={"ctx": Provide(provider(ctx), sync_to_thread=False)},
             state=State(
                 {"ctx": ctx, "oidc": oidc, "hub": hub, "live": live, "heartbeats": heartbeats, "feeds": inspector.feeds}
             ),

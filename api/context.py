@@ -101,6 +101,10 @@ Ctx = NamedDependency[AppContext]
 """How a handler asks for the context: ``ctx: Ctx`` (named, explicit dependency injection)."""
 
 
-def provide_ctx(state: State) -> AppContext:
-    ctx: AppContext = state.ctx
-    return ctx
+def provider(ctx: AppContext) -> Callable[[], AppContext]:
+    """The ``ctx`` dependency of an app: its context, with no parameter for Litestar to resolve per request."""
+
+    def provide_ctx() -> AppContext:
+        return ctx
+
+    return provide_ctx
