@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -68,11 +67,11 @@ class AppContext:
         return await sync_to_thread(work, True)
 
     def reading(self, may_write: bool) -> AbstractContextManager[object]:
-        """One read for a route's authentication and answer, on one connection; none on a read-only pass
-        that the row cache serves (a row it does not hold is then read on its own)."""
+        """One read for a route's authentication and answer, on one connection; on a read-only pass that
+        the row cache serves, one look at it (a row it does not hold is then read on its own)."""
         if may_write or self.auth.rows is None:
             return self.db.read()
-        return contextlib.nullcontext()
+        return self.auth.rows.one_look()
 
     async def authenticate(self, request: Request[object, object, State], purpose: Purpose = Purpose.USE) -> Principal:
         """:meth:`principal`, through :meth:`read`."""

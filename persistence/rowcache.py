@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, TypeVar
 
 from sessionflow.persistence.database import Database
@@ -32,16 +32,30 @@ class RowCache:
         self._version: int | None = None
         self._rows: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
+        self._held = threading.local()  # the look a :meth:`one_look` block reuses, per thread
 
     @staticmethod
     def fits(db: Database) -> bool:
         """Whether ``db`` can have one: SQLite (always a file here, see ``create_db_engine``)."""
         return db.is_sqlite
 
+    @contextlib.contextmanager
+    def one_look(self) -> Iterator[None]:
+        """Gets in this block, on this thread, all trust the block's first look: one question to SQLite
+        for a request's several rows, each as it stood at that look or read since. (Each question lets
+        go of the GIL, which in the server costs a hand-off to another thread and back: bench/http.py.)
+        A row read afresh in the block is kept only if no commit came since that look, as always."""
+        outer = getattr(self._held, "seen", False)
+        self._held.seen = None  # not looked yet
+        try:
+            yield
+        finally:
+            self._held.seen = outer
+
     def get(self, key: Hashable, read: Callable[[], T]) -> T:
         """What ``read()`` gave for ``key`` if nothing has committed since; else ``read()`` now, kept."""
         with self._lock:
-            seen = self._look()
+            seen = self._held_look()
             found = self._rows.get(key) if seen is not None else None
         if found is not None:
             return found  # type: ignore[no-any-return]
@@ -54,6 +68,16 @@ class RowCache:
                     self._rows.clear()
                 self._rows[key] = row
         return row
+
+    def _held_look(self) -> int | None:
+        held = getattr(self._held, "seen", False)
+        if held is False:  # outside one_look
+            return self._look()
+        if held is None:  # the block's first get; if the look fails, the next get looks again
+            held = self._held.seen = self._look()
+        # Should another thread's look have seen a commit since, the rows were forgotten then, and a row
+        # read now is not kept under this older look (get compares it with the version).
+        return held
 
     def close(self) -> None:
         with self._lock:

@@ -6,6 +6,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,3 +105,51 @@ def test_postgresql_gets_none(postgres_url: str) -> None:
     with pytest.raises(ValueError, match="SQLite"):
         RowCache(database)
     database.dispose()
+
+
+def counting_looks(cache: RowCache) -> list[int | None]:
+    """Every question the cache asks SQLite, with its answer."""
+    looks: list[int | None] = []
+    look = cache._look
+
+    def counted() -> int | None:
+        looks.append(look())
+        return looks[-1]
+
+    cache._look = counted  # type: ignore[method-assign]
+    return looks
+
+
+def test_one_look_asks_sqlite_once_for_a_blocks_rows(db: Database) -> None:
+    cache, reads = RowCache(db), Reads()
+    looks = counting_looks(cache)
+    with cache.one_look():
+        assert [cache.get("a", reads), cache.get("b", reads), cache.get("a", reads)] == [1, 2, 1]
+    assert len(looks) == 1
+    assert cache.get("b", reads) == 2, "kept after the block"
+    assert len(looks) == 2, "outside a block, every get looks"
+    cache.close()
+
+
+def test_a_commit_during_one_look_reaches_the_first_get_after_it(db: Database, path: Path) -> None:
+    cache, reads = RowCache(db), Reads()
+    with cache.one_look():
+        assert cache.get("a", reads) == 1
+        commit_elsewhere(path)
+        assert cache.get("a", reads) == 1, "the block answers as of its look"
+    assert cache.get("a", reads) == 2, "the next look sees the commit and forgets the row"
+    cache.close()
+
+
+def test_one_look_serves_nothing_once_another_thread_saw_a_commit(db: Database, path: Path) -> None:
+    cache, reads = RowCache(db), Reads()
+    cache.get("a", reads)
+    with cache.one_look():
+        assert cache.get("a", reads) == 1
+        commit_elsewhere(path)
+        worker = threading.Thread(target=cache.get, args=("other", lambda: 0))  # another request looks
+        worker.start()
+        worker.join(timeout=10)
+        assert cache.get("a", reads) == 2, "the block's look is older than what the cache now knows"
+        assert cache.get("a", reads) == 3, "and what it reads is not kept under that older look"
+    cache.close()
