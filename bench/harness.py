@@ -201,6 +201,11 @@ def cpu_seconds(pid: int) -> float:
     return own + sum(cpu for child in _children(pid) if (cpu := cpu_seconds(child)) == cpu)  # a child gone: 0
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process under it: a server is granian's supervisor and its forked workers."""
+    return [pid, *(descendant for child in _children(pid) for descendant in process_tree(child))]
+
+
 def _children(pid: int) -> list[int]:
     try:
         return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]

@@ -120,7 +120,7 @@ def environment(limits: FdLimits, plan: Plan, postgres_url: str | None) -> None:
     print(
         f"  ports       ephemeral range {' to '.join(ports)} ({ephemeral:,} ports): {plan.connections:,} connections"
         f" from {harness.HOST} to one port {'fit' if plan.connections < ephemeral else 'DO NOT fit'};"
-        f" somaxconn {_read('/proc/sys/net/core/somaxconn')}, uvicorn backlog 2048"
+        f" somaxconn {_read('/proc/sys/net/core/somaxconn')}, granian backlog 1024 (its default)"
     )
     print(f"  note        the clients, the servers and this script share the {os.cpu_count()} cpus; loopback only")
 

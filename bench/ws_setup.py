@@ -75,13 +75,19 @@ def proc_fd_limit(pid: int) -> str:
 
 
 def open_fds(pid: int) -> int:
+    """Open file descriptors of ``pid`` and the processes under it (granian's workers); -1 if unreadable."""
     try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
+        return sum(len(os.listdir(f"/proc/{each}/fd")) for each in harness.process_tree(pid))
     except OSError:
         return -1
 
 
 def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and the processes under it (granian's workers)."""
+    return sum(_own_rss(each) for each in harness.process_tree(pid))
+
+
+def _own_rss(pid: int) -> int:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
