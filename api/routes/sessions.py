@@ -15,7 +15,11 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
+from litestar.enums import MediaType
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter
+from litestar.response.base import ASGIResponse
+from litestar.serialization import encode_json
 
 from sessionflow.api.auth.authenticate import Principal, Purpose, require
 from sessionflow.api.context import BEARER_REQUIRED, AppContext, Ctx, request_id
@@ -84,12 +88,18 @@ class SessionController(Controller):
 
     @get(
         "/",
-        responses=responses(400, 401, 404, 409, 422, 503),
+        # The answer is encoded here (see the end), so the schema of its body is declared rather than inferred.
+        responses={
+            200: ResponseSpec(
+                SessionView,
+                description="The session; the ETag header is its version, for If-Match",
+                generate_examples=False,
+            ),
+            **responses(400, 401, 404, 409, 422, 503),
+        },
         summary="A session's state, timers and allowed events",
     )
-    async def show(
-        self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]
-    ) -> Response[SessionView]:
+    async def show(self, ctx: Ctx, request: Request[Any, Any, State], session_id: FromPath[uuid.UUID]) -> ASGIResponse:
         def answer(may_write: bool) -> SessionView:
             with ctx.reading(may_write):  # authentication and the answer: one read, if any
                 actor, principal = _access(ctx, request, session_id, may_write=may_write)
@@ -99,7 +109,8 @@ class SessionController(Controller):
                 return _view(ctx, snapshot, actor, may_write=may_write)
 
         view = await ctx.read(answer)
-        return Response(view, headers={"ETag": f'"{view.version}"'})
+        # The low-level response, encoded as Litestar encodes: its Response cost a twentieth of the read.
+        return ASGIResponse(body=encode_json(view), media_type=MediaType.JSON, headers={"ETag": f'"{view.version}"'})
 
     @get(
         "/history",
