@@ -31,6 +31,7 @@ from sessionflow.persistence.errors import (
     StoreUnavailable,
     UserExists,
     VersionConflict,
+    WouldWait,
 )
 from sessionflow.persistence.records import Applied, HistoryEntry, Snapshot
 from sessionflow.persistence.rowcache import RowCache
@@ -62,6 +63,7 @@ __all__ = [
     "UserExists",
     "UserRecord",
     "VersionConflict",
+    "WouldWait",
     "connections",
     "credentials",
     "migrate",

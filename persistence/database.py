@@ -32,7 +32,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from sessionflow.persistence.bounded import bound_waits
-from sessionflow.persistence.errors import StoreUnavailable
+from sessionflow.persistence.errors import StoreUnavailable, WouldWait
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -203,6 +203,11 @@ class Database:
         # The read a thread has open, if any: reads nested inside it share its connection and transaction,
         # so a request that authenticates and then answers from the store takes one read (see read()).
         self._reading = threading.local()
+        self._no_wait = threading.local()  # set on a thread inside without_waiting()
+        # without_waiting()'s writes use a connection of their own, kept here, that never waits for SQLite's
+        # lock and never checkpoints at commit (checkpoint() does, off the event loop).
+        self._loop_writer: Any = None
+        self._loop_writer_free = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10, timeout: float | None = None) -> Database:
@@ -222,6 +227,88 @@ class Database:
     def write(self) -> WriteTransaction:
         """One write transaction on a DBAPI connection: commit on success, else roll back."""
         return WriteTransaction(self)
+
+    @contextmanager
+    def without_waiting(self) -> Iterator[None]:
+        """Write transactions begun in this block, on this thread, never wait for the write lock: if this
+        process's write turn or SQLite's lock is taken, they raise :class:`WouldWait` before writing anything.
+        For a caller that must not block (the event loop), and runs the work again where it may wait.
+        SQLite only: on PostgreSQL writes never queue on one lock, and this changes nothing."""
+        outer = getattr(self._no_wait, "on", False)
+        self._no_wait.on = self.is_sqlite
+        try:
+            yield
+        finally:
+            self._no_wait.on = outer
+
+    def take_write_turn(self) -> bool:
+        """Take this process's write turn if no other thread has it (True; then :meth:`give_back_write_turn`);
+        a thread that has it may write, and takes it again without waiting. Always True on PostgreSQL."""
+        return self._write_turn is None or self._write_turn.acquire(blocking=False)
+
+    def give_back_write_turn(self) -> None:
+        if self._write_turn is not None:
+            self._write_turn.release()
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file, as far as no reader needs it (``PASSIVE``: it waits
+        for no other connection). SQLite does it at commit once the WAL passes a thousand pages; the
+        connection of :meth:`without_waiting` never does, so a running app calls this from a worker thread.
+
+        It takes this process's write turn, as a committing writer's checkpoint does: with writers
+        appending all along, no checkpoint would ever reach the WAL's end, and SQLite starts the WAL
+        afresh only once one has (it grew by a page per page written, 236 MB in ten seconds of logouts).
+        """
+        if not self.is_sqlite:
+            return
+        turn = self._write_turn
+        if turn is not None and not turn.acquire(timeout=-1 if self.timeout is None else self.timeout):
+            raise StoreUnavailable(f"no turn to checkpoint within {self.timeout} s: the database is overloaded")
+        try:
+            raw = self._writer()
+            try:
+                raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except BaseException as exc:
+                if (unavailable := self._hand_back(raw, exc)) is not None:
+                    raise unavailable from exc
+                raise
+            self._hand_back(raw, None)
+        finally:
+            if turn is not None:
+                turn.release()
+
+    def _loop_writer_connection(self) -> Any:
+        """The connection of :meth:`without_waiting`'s writes, made on first use; :class:`WouldWait` if another
+        such write (on another thread) has it."""
+        if not self._loop_writer_free.acquire(blocking=False):
+            raise WouldWait("the no-wait writer connection is in use")
+        if self._loop_writer is None:
+            try:
+                raw = self.engine.raw_connection()
+                raw.detach()  # ours: the pool neither counts nor resets it
+                connection: Any = raw.dbapi_connection
+                cursor = connection.cursor()
+                cursor.execute("PRAGMA busy_timeout=0")
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
+                self._loop_writer = connection
+            except Exception as exc:
+                self._loop_writer_free.release()
+                raise StoreUnavailable(f"cannot connect to the database: {type(exc).__name__}") from exc
+        return self._loop_writer
+
+    def _hand_back_loop_writer(self, raw: Any, exc: BaseException | None) -> StoreUnavailable | None:
+        """Free the no-wait connection, rolled back first after ``exc``; closed if that failed."""
+        operational = isinstance(exc, self._operational)
+        try:
+            if exc is not None and (not _rollback_quietly(raw) or operational):
+                self._loop_writer = None
+                with contextlib.suppress(Exception):
+                    raw.close()
+        finally:
+            self._loop_writer_free.release()
+        if operational:
+            return StoreUnavailable(f"database error: {type(exc).__name__}: {exc}")
+        return None
 
     @contextmanager
     def read(self) -> Iterator[Cursor]:
@@ -316,6 +403,9 @@ class Database:
         spares = self._spare_writers or []
         while spares:
             spares.pop().close()
+        if self._loop_writer is not None:
+            loop_writer, self._loop_writer = self._loop_writer, None
+            loop_writer.close()
         self.engine.dispose()
 
 
@@ -336,21 +426,26 @@ class WriteTransaction:
     :class:`StoreUnavailable`; a connection whose rollback failed is closed.
     """
 
-    __slots__ = ("_db", "_raw")
+    __slots__ = ("_db", "_no_wait", "_raw")
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._raw: Any = None
+        self._no_wait = False
 
     def __enter__(self) -> Cursor:
         db = self._db
-        if db._write_turn is not None and not db._write_turn.acquire(timeout=-1 if db.timeout is None else db.timeout):
-            raise StoreUnavailable(f"no turn to write within {db.timeout} s: the database is overloaded")
+        self._no_wait = no_wait = getattr(db._no_wait, "on", False)
+        if db._write_turn is not None:
+            if no_wait and not db._write_turn.acquire(blocking=False):
+                raise WouldWait("another writer of this process has the write turn")
+            if not no_wait and not db._write_turn.acquire(timeout=-1 if db.timeout is None else db.timeout):
+                raise StoreUnavailable(f"no turn to write within {db.timeout} s: the database is overloaded")
         try:
-            self._raw = db._writer()
+            self._raw = db._loop_writer_connection() if no_wait else db._writer()
             cursor = self._raw.cursor()
             if db.is_sqlite:
-                cursor.execute("BEGIN IMMEDIATE")
+                _begin_immediate(cursor, wait=not no_wait)
         except BaseException as exc:
             if (unavailable := self._end(exc)) is not None:
                 raise unavailable from exc
@@ -375,10 +470,24 @@ class WriteTransaction:
         db, raw = self._db, self._raw
         self._raw = None
         try:  # no connection means _writer() failed, and it raises StoreUnavailable itself
-            return db._hand_back(raw, exc) if raw is not None else None
+            if raw is None:
+                return None
+            return db._hand_back_loop_writer(raw, exc) if self._no_wait else db._hand_back(raw, exc)
         finally:
             if db._write_turn is not None:
                 db._write_turn.release()
+
+
+def _begin_immediate(cursor: Any, *, wait: bool) -> None:
+    """``BEGIN IMMEDIATE``: take SQLite's write lock now. With ``wait``, the connection's busy timeout bounds
+    the wait for it; without, the connection is :meth:`Database.without_waiting`'s, whose busy timeout is
+    zero, and :class:`WouldWait` says that another connection, in any process, holds the lock."""
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if not wait and ("locked" in str(exc) or "busy" in str(exc)):
+            raise WouldWait("another connection holds SQLite's write lock") from exc
+        raise
 
 
 class Cursor:

@@ -10,7 +10,8 @@
     ├── IdempotencyKeyReused        the key was first used for a different event
     ├── UserExists                  the username (or identity) is taken
     ├── ServiceExists               a registered service of that name exists
-    └── StoreUnavailable            the database cannot be reached or stayed locked
+    ├── StoreUnavailable            the database cannot be reached or stayed locked
+    └── WouldWait                   a write told not to wait found the write lock taken; nothing written
 
 Refusals by the machine itself are :class:`sessionflow.lifecycle.EventRefused` errors,
 re-raised with the instance id filled in.
@@ -111,3 +112,10 @@ class StoreUnavailable(PersistenceError):
     """The database could not be reached, or stayed locked past the busy timeout."""
 
     code = "store_unavailable"
+
+
+class WouldWait(PersistenceError):
+    """A write transaction begun inside :meth:`Database.without_waiting` found SQLite's write lock, or this
+    process's write turn, taken: it wrote nothing, and the caller runs the work again where it may wait."""
+
+    code = "would_wait"
