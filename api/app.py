@@ -69,6 +69,24 @@ log = logging.getLogger("sessionflow.app")
 DRAINS: list[Callable[[], Awaitable[None]]] = []
 
 
+CHECKPOINT_EVERY = 0.1  # seconds between SQLite checkpoints, which the event loop's writes never run
+
+
+async def checkpoint_periodically(db: Database, interval: float = CHECKPOINT_EVERY) -> None:
+    """SQLite: copy the WAL into the database file every ``interval`` seconds, in a worker thread, until
+    cancelled. Writes on the event loop never checkpoint at commit (``Database.without_waiting``): a
+    checkpoint is milliseconds of I/O, which every request of the worker would wait out there. PostgreSQL
+    needs none of it: returns at once."""
+    while db.is_sqlite:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(db.checkpoint)
+        except StoreUnavailable:
+            pass  # the sweeper and the requests report an outage; the next checkpoint catches up
+        except Exception:
+            log.exception("checkpoint failed; retrying in %.1fs", interval)
+
+
 async def sweep_periodically(service: TransitionService, interval: float, *, heartbeat_grace: float) -> None:
     """Fire due timers every ``interval`` seconds until cancelled; errors are logged, never fatal.
 
@@ -166,6 +184,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
             asyncio.create_task(heartbeats.run()),
             asyncio.create_task(touches.run()),
             asyncio.create_task(fanout.resync_periodically(ctx.db, hub, settings.ws_resync_interval.total_seconds())),
+            asyncio.create_task(checkpoint_periodically(ctx.db)),
         ]
         if run_sweeper:
             interval, grace = settings.sweep_interval.total_seconds(), settings.ws_heartbeat_interval.total_seconds()

@@ -21,8 +21,8 @@ temporary PostgreSQL database on 127.0.0.1:
 - two more, to show where the difference goes: the bare handler added to the
   real application (``create_app``: its middleware, plugins and dependency),
   and the real application with the event route's own work stubbed out (no
-  authentication, no transaction: what is left is the route's parameters,
-  worker-thread hand-off and response).
+  authentication, no transaction: what is left is the route's parameters
+  and response).
 
 A load generator (``wrk`` when installed, else an asyncio HTTP/1.1 keep-alive
 client in its own process) sends every server the same requests (the same
@@ -660,7 +660,7 @@ def breakdown(variants: Sequence[Variant], handler: list[tuple[str, float]]) -> 
     rows = (
         ("bare endpoint: granian, Litestar routing and JSON", bare),
         ("+ the API app's middleware, plugins, dependency (bare endpoint inside the API app)", in_api - bare),
-        ("+ the event route's parameters, worker thread, response (its work stubbed out)", stubbed - in_api),
+        ("+ the event route's parameters and response (its work stubbed out)", stubbed - in_api),
         ("+ the handler's work: authenticate, fire logout, retire credentials, commit", subject - stubbed),
     )
     for label, ms in rows:
@@ -672,8 +672,8 @@ def breakdown(variants: Sequence[Variant], handler: list[tuple[str, float]]) -> 
     alone = sum(ms for label, ms in handler if not label.startswith(" "))
     print(f"    {'= authenticate + log out':<84}{alone:>8.3f}")
     print(
-        f"    in the server the same work took {(subject - stubbed) / alone:.1f}x as long: there several handlers"
-        " at once, on worker threads, share one GIL, the database's write locks and the caches"
+        f"    in the server the same work took {(subject - stubbed) / alone:.1f}x as long: there it shares the GIL"
+        " with granian's thread (each SQLite call lets go of it), and the caches with everything else"
     )
     budget = bare / TARGET.bound
     print(

@@ -135,11 +135,10 @@ class SessionController(Controller):
     @post(
         "/events/{event:str}",
         status_code=200,
-        sync_to_thread=True,
         responses=responses(400, 401, 403, 404, 409, 412, 422, 503),
         summary="Fire an event the caller may fire",
     )
-    def fire(
+    async def fire(
         self,
         ctx: Ctx,
         request: Request[Any, Any, State],
@@ -155,17 +154,21 @@ class SessionController(Controller):
         an event fired by the server or a timer is 403, one the state does not
         allow 409, a guard that is not met 409 with the guard named.
         """
-        actor = _caller(ctx, request, session_id, Purpose.FIRE)
-        applied = ctx.service.fire(
-            SESSION.name,
-            session_id,
-            event,
-            actor=actor,
-            expected_version=_if_match(if_match),
-            idempotency_key=idempotency_key,
-            request_id=request_id(request),
-            detail={"reason": data.reason[:MAX_REASON]} if data and data.reason else None,
-        )
+
+        def fire() -> Applied:  # may run twice (AppContext.write): authentication, then the transition
+            actor = _caller(ctx, request, session_id, Purpose.FIRE)
+            return ctx.service.fire(
+                SESSION.name,
+                session_id,
+                event,
+                actor=actor,
+                expected_version=_if_match(if_match),
+                idempotency_key=idempotency_key,
+                request_id=request_id(request),
+                detail={"reason": data.reason[:MAX_REASON]} if data and data.reason else None,
+            )
+
+        applied = await ctx.write(fire)
         return Response(_result(applied), headers={"ETag": f'"{applied.version}"'})
 
     @post(

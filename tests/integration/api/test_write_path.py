@@ -1,0 +1,171 @@
+"""Where a request's write runs: on the event loop when SQLite's lock is free, else in a worker thread,
+and never with the loop waiting for the lock."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sessionflow.persistence import WouldWait
+from tests.integration.api.conftest import Api
+from tests.integration.client.conftest import PASSWORD, running_server
+
+
+def test_a_write_runs_on_the_loop_on_sqlite_and_in_a_worker_thread_on_postgresql(api: Api) -> None:
+    threads: list[int] = []
+
+    def work() -> str:
+        threads.append(threading.get_ident())
+        return "written"
+
+    async def run() -> tuple[str, int]:
+        return await api.ctx.write(work), threading.get_ident()
+
+    answer, loop_thread = asyncio.run(run())
+    assert answer == "written"
+    assert len(threads) == 1
+    assert (threads[0] == loop_thread) is api.ctx.db.is_sqlite
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # SQLite's single write lock
+def test_a_write_that_would_wait_runs_again_in_a_worker_thread_while_the_loop_goes_on(api: Api) -> None:
+    """Another writer holds the lock for 0.4 s: the loop's attempt stops at once, a worker thread waits."""
+    attempts: list[tuple[int, str]] = []
+
+    def work() -> str:
+        try:
+            with api.ctx.db.write():
+                attempts.append((threading.get_ident(), "written"))
+        except WouldWait:
+            attempts.append((threading.get_ident(), "would wait"))
+            raise
+        return "written"
+
+    database = api.ctx.db.engine.url.database
+    assert database is not None
+    other = sqlite3.connect(Path(database), isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    timer = threading.Timer(0.4, lambda: other.execute("ROLLBACK"))
+
+    async def run() -> tuple[str, int, float]:
+        gaps: list[float] = []
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        ticking = asyncio.create_task(ticker())
+        answer = await api.ctx.write(work)
+        ticking.cancel()
+        return answer, threading.get_ident(), max(gaps)
+
+    timer.start()
+    try:
+        answer, loop_thread, longest_gap = asyncio.run(run())
+    finally:
+        timer.join(timeout=30)
+        other.close()
+    assert answer == "written"
+    assert attempts[0] == (loop_thread, "would wait")
+    assert [outcome for _, outcome in attempts] == ["would wait", "written"]
+    assert attempts[1][0] != loop_thread
+    assert longest_gap < 0.2, f"the loop stalled {longest_gap:.2f} s"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the write turn is SQLite's
+def test_a_write_waits_for_the_write_turn_on_the_loop_without_blocking_it(api: Api) -> None:
+    """Another writer of this worker (a batch, the sweeper, a checkpoint) has the turn for 0.3 s: the write
+    pauses on the loop, which goes on, and then runs there, once."""
+    threads: list[int] = []
+
+    def work() -> str:
+        threads.append(threading.get_ident())
+        with api.ctx.db.write():
+            pass
+        return "written"
+
+    holding, done = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        with api.ctx.db.write():
+            holding.set()
+            done.wait(timeout=0.3)
+
+    async def run() -> tuple[str, int, float, float]:
+        gaps: list[float] = []
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        ticking = asyncio.create_task(ticker())
+        started = time.monotonic()
+        answer = await api.ctx.write(work)
+        took = time.monotonic() - started
+        ticking.cancel()
+        return answer, threading.get_ident(), took, max(gaps)
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    try:
+        assert holding.wait(timeout=10)
+        answer, loop_thread, took, longest_gap = asyncio.run(run())
+    finally:
+        done.set()
+        thread.join(timeout=30)
+    assert answer == "written"
+    assert threads == [loop_thread], "run once, on the loop, after the other writer"
+    assert took >= 0.2, "it waited for the turn"
+    assert longest_gap < 0.2, f"the loop stalled {longest_gap:.2f} s"
+
+
+def test_a_served_logout_that_waits_for_the_lock_leaves_the_server_answering(tmp_path: Path) -> None:
+    """A real ``sessionflow serve``: while another process's connection holds SQLite's write lock, a logout
+    waits for it in a worker thread, and the same worker goes on answering other requests meanwhile."""
+    with running_server(tmp_path) as server:
+        login = httpx.post(f"{server.url}/api/auth/login", json={"username": "alice", "password": PASSWORD}, timeout=10)
+        assert login.status_code == 200, login.text
+        tokens = login.json()
+        other = sqlite3.connect(tmp_path / "served.db", isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+
+        async def run() -> tuple[httpx.Response, list[float]]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+                logout = asyncio.create_task(
+                    http.post(
+                        f"/api/session/{tokens['session_id']}/events/logout",
+                        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+                    )
+                )
+                took = []
+                for _ in range(5):  # about a second, while the logout waits
+                    started = time.monotonic()
+                    health = await http.get("/api/health")
+                    assert health.status_code == 200
+                    took.append(time.monotonic() - started)
+                    await asyncio.sleep(0.2)
+                assert not logout.done(), "the logout waited for the lock"
+                other.execute("ROLLBACK")
+                return await logout, took
+
+        try:
+            logout, took = asyncio.run(run())
+        finally:
+            other.close()
+        assert logout.status_code == 200, logout.text
+        assert logout.json()["to_state"] == "closed"
+        assert max(took) < 0.5, f"a health check took {max(took):.2f} s while the logout waited"
