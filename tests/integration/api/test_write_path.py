@@ -17,6 +17,16 @@ from tests.integration.api.conftest import Api
 from tests.integration.client.conftest import PASSWORD, running_server
 
 
+async def tick(gaps: list[float]) -> None:
+    """Every 10 ms, the time since the last tick: a much longer gap says the event loop was blocked."""
+    last = time.monotonic()
+    while True:
+        await asyncio.sleep(0.01)
+        now = time.monotonic()
+        gaps.append(now - last)
+        last = now
+
+
 def test_a_write_runs_on_the_loop_on_sqlite_and_in_a_worker_thread_on_postgresql(api: Api) -> None:
     threads: list[int] = []
 
@@ -55,16 +65,7 @@ def test_a_write_that_would_wait_runs_again_in_a_worker_thread_while_the_loop_go
 
     async def run() -> tuple[str, int, float]:
         gaps: list[float] = []
-
-        async def ticker() -> None:
-            last = time.monotonic()
-            while True:
-                await asyncio.sleep(0.01)
-                now = time.monotonic()
-                gaps.append(now - last)
-                last = now
-
-        ticking = asyncio.create_task(ticker())
+        ticking = asyncio.create_task(tick(gaps))
         answer = await api.ctx.write(work)
         ticking.cancel()
         return answer, threading.get_ident(), max(gaps)
@@ -103,16 +104,7 @@ def test_a_write_waits_for_the_write_turn_on_the_loop_without_blocking_it(api: A
 
     async def run() -> tuple[str, int, float, float]:
         gaps: list[float] = []
-
-        async def ticker() -> None:
-            last = time.monotonic()
-            while True:
-                await asyncio.sleep(0.01)
-                now = time.monotonic()
-                gaps.append(now - last)
-                last = now
-
-        ticking = asyncio.create_task(ticker())
+        ticking = asyncio.create_task(tick(gaps))
         started = time.monotonic()
         answer = await api.ctx.write(work)
         took = time.monotonic() - started
