@@ -75,10 +75,14 @@ CHECKPOINT_EVERY = 0.1  # seconds between SQLite checkpoints, which the event lo
 async def checkpoint_periodically(db: Database, interval: float = CHECKPOINT_EVERY) -> None:
     """SQLite: copy the WAL into the database file every ``interval`` seconds, in a worker thread, until
     cancelled. Writes on the event loop never checkpoint at commit (``Database.without_waiting``): a
-    checkpoint is milliseconds of I/O, which every request of the worker would wait out there. PostgreSQL
-    needs none of it: returns at once."""
+    checkpoint is milliseconds of I/O, which every request of the worker would wait out there. Skipped
+    while the loop has written nothing since the last one. PostgreSQL needs none of it: returns at once."""
+    seen = db.no_wait_commits
     while db.is_sqlite:
         await asyncio.sleep(interval)
+        if db.no_wait_commits == seen:
+            continue
+        seen = db.no_wait_commits
         try:
             await asyncio.to_thread(db.checkpoint)
         except StoreUnavailable:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import platform
 import shlex
@@ -193,12 +194,16 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time so far of a process and the processes it runs (granian's workers are its
     children), all their threads (Linux /proc; NaN elsewhere or once gone)."""
+    seconds = [_own_cpu_seconds(each) for each in process_tree(pid)]
+    return seconds[0] + sum(cpu for cpu in seconds[1:] if not math.isnan(cpu))  # a child gone meanwhile: 0
+
+
+def _own_cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
         return float("nan")
-    own = (int(fields[11]) + int(fields[12])) / _TICK  # utime and stime, fields 14 and 15 in proc(5)
-    return own + sum(cpu for child in _children(pid) if (cpu := cpu_seconds(child)) == cpu)  # a child gone: 0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime and stime, fields 14 and 15 in proc(5)
 
 
 def process_tree(pid: int) -> list[int]:

@@ -208,6 +208,7 @@ class Database:
         # lock and never checkpoints at commit (checkpoint() does, off the event loop).
         self._loop_writer: Any = None
         self._loop_writer_free = threading.Lock()
+        self.no_wait_commits = 0  # transactions that connection committed: nothing new, nothing to checkpoint
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10, timeout: float | None = None) -> Database:
@@ -244,11 +245,27 @@ class Database:
     def take_write_turn(self) -> bool:
         """Take this process's write turn if no other thread has it (True; then :meth:`give_back_write_turn`);
         a thread that has it may write, and takes it again without waiting. Always True on PostgreSQL."""
-        return self._write_turn is None or self._write_turn.acquire(blocking=False)
+        try:
+            self._take_turn(wait=False)
+        except WouldWait:
+            return False
+        return True
 
     def give_back_write_turn(self) -> None:
         if self._write_turn is not None:
             self._write_turn.release()
+
+    def _take_turn(self, *, wait: bool) -> None:
+        """This process's write turn (SQLite): :class:`WouldWait` at once if another thread has it and not
+        ``wait``, else :class:`StoreUnavailable` once the database timeout has passed."""
+        turn = self._write_turn
+        if turn is None:
+            return
+        if not wait:
+            if not turn.acquire(blocking=False):
+                raise WouldWait("another writer of this process has the write turn")
+        elif not turn.acquire(timeout=-1 if self.timeout is None else self.timeout):
+            raise StoreUnavailable(f"no turn to write within {self.timeout} s: the database is overloaded")
 
     def checkpoint(self) -> None:
         """Copy what the WAL holds into the database file, as far as no reader needs it (``PASSIVE``: it waits
@@ -261,9 +278,7 @@ class Database:
         """
         if not self.is_sqlite:
             return
-        turn = self._write_turn
-        if turn is not None and not turn.acquire(timeout=-1 if self.timeout is None else self.timeout):
-            raise StoreUnavailable(f"no turn to checkpoint within {self.timeout} s: the database is overloaded")
+        self._take_turn(wait=True)
         try:
             raw = self._writer()
             try:
@@ -274,8 +289,7 @@ class Database:
                 raise
             self._hand_back(raw, None)
         finally:
-            if turn is not None:
-                turn.release()
+            self.give_back_write_turn()
 
     def _loop_writer_connection(self) -> Any:
         """The connection of :meth:`without_waiting`'s writes, made on first use; :class:`WouldWait` if another
@@ -300,7 +314,9 @@ class Database:
         """Free the no-wait connection, rolled back first after ``exc``; closed if that failed."""
         operational = isinstance(exc, self._operational)
         try:
-            if exc is not None and (not _rollback_quietly(raw) or operational):
+            if exc is None:
+                self.no_wait_commits += 1
+            elif not _rollback_quietly(raw) or operational:
                 self._loop_writer = None
                 with contextlib.suppress(Exception):
                     raw.close()
@@ -436,11 +452,7 @@ class WriteTransaction:
     def __enter__(self) -> Cursor:
         db = self._db
         self._no_wait = no_wait = getattr(db._no_wait, "on", False)
-        if db._write_turn is not None:
-            if no_wait and not db._write_turn.acquire(blocking=False):
-                raise WouldWait("another writer of this process has the write turn")
-            if not no_wait and not db._write_turn.acquire(timeout=-1 if db.timeout is None else db.timeout):
-                raise StoreUnavailable(f"no turn to write within {db.timeout} s: the database is overloaded")
+        db._take_turn(wait=not no_wait)
         try:
             self._raw = db._loop_writer_connection() if no_wait else db._writer()
             cursor = self._raw.cursor()
@@ -474,8 +486,7 @@ class WriteTransaction:
                 return None
             return db._hand_back_loop_writer(raw, exc) if self._no_wait else db._hand_back(raw, exc)
         finally:
-            if db._write_turn is not None:
-                db._write_turn.release()
+            db.give_back_write_turn()
 
 
 def _begin_immediate(cursor: Any, *, wait: bool) -> None:

@@ -4,7 +4,6 @@ and never with the loop waiting for the lock."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from sessionflow.persistence import WouldWait
 from tests.integration.api.conftest import Api
 from tests.integration.client.conftest import PASSWORD, running_server
+from tests.integration.persistence.conftest import HeldLock, lock_held_elsewhere
 
 
 async def tick(gaps: list[float]) -> None:
@@ -59,9 +59,6 @@ def test_a_write_that_would_wait_runs_again_in_a_worker_thread_while_the_loop_go
 
     database = api.ctx.db.engine.url.database
     assert database is not None
-    other = sqlite3.connect(Path(database), isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
-    timer = threading.Timer(0.4, lambda: other.execute("ROLLBACK"))
 
     async def run() -> tuple[str, int, float]:
         gaps: list[float] = []
@@ -70,12 +67,8 @@ def test_a_write_that_would_wait_runs_again_in_a_worker_thread_while_the_loop_go
         ticking.cancel()
         return answer, threading.get_ident(), max(gaps)
 
-    timer.start()
-    try:
+    with lock_held_elsewhere(Path(database), seconds=0.4):
         answer, loop_thread, longest_gap = asyncio.run(run())
-    finally:
-        timer.join(timeout=30)
-        other.close()
     assert answer == "written"
     assert attempts[0] == (loop_thread, "would wait")
     assert [outcome for _, outcome in attempts] == ["would wait", "written"]
@@ -132,8 +125,7 @@ def test_a_served_logout_that_waits_for_the_lock_leaves_the_server_answering(tmp
         login = httpx.post(f"{server.url}/api/auth/login", json={"username": "alice", "password": PASSWORD}, timeout=10)
         assert login.status_code == 200, login.text
         tokens = login.json()
-        other = sqlite3.connect(tmp_path / "served.db", isolation_level=None, check_same_thread=False)
-        other.execute("BEGIN IMMEDIATE")
+        held = HeldLock(tmp_path / "served.db")
 
         async def run() -> tuple[httpx.Response, list[float]]:
             async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
@@ -151,13 +143,13 @@ def test_a_served_logout_that_waits_for_the_lock_leaves_the_server_answering(tmp
                     took.append(time.monotonic() - started)
                     await asyncio.sleep(0.2)
                 assert not logout.done(), "the logout waited for the lock"
-                other.execute("ROLLBACK")
+                held.release()
                 return await logout, took
 
         try:
             logout, took = asyncio.run(run())
         finally:
-            other.close()
+            held.close()
         assert logout.status_code == 200, logout.text
         assert logout.json()["to_state"] == "closed"
         assert max(took) < 0.5, f"a health check took {max(took):.2f} s while the logout waited"

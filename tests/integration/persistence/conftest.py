@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -69,3 +73,39 @@ def unchanged(db: Database, service: TransitionService) -> Callable[[uuid.UUID],
         return check
 
     return record
+
+
+class HeldLock:
+    """SQLite's write lock on a database file, held by a connection of its own (as another worker or the CLI
+    would hold it) until :meth:`release`."""
+
+    def __init__(self, path: Path) -> None:
+        self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._connection.execute("BEGIN IMMEDIATE")
+        self._turn = threading.Lock()
+        self.released = threading.Event()
+
+    def release(self) -> None:
+        with self._turn:
+            if not self.released.is_set():
+                self._connection.execute("ROLLBACK")
+                self.released.set()
+
+    def close(self) -> None:
+        self.release()
+        self._connection.close()
+
+
+@contextmanager
+def lock_held_elsewhere(path: Path, seconds: float | None = None) -> Iterator[HeldLock]:
+    """The write lock on the SQLite file ``path``, held until the block ends, or for ``seconds`` when given."""
+    held = HeldLock(path)
+    timer = threading.Timer(seconds, held.release) if seconds is not None else None
+    if timer is not None:
+        timer.start()
+    try:
+        yield held
+    finally:
+        if timer is not None:
+            timer.join(timeout=30)
+        held.close()

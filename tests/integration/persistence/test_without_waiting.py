@@ -8,14 +8,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from sessionflow.lifecycle import Actor, ManualClock
+from sessionflow.lifecycle import Actor, EventRefused, ManualClock
 from sessionflow.persistence import Database, TransitionService, WouldWait
-from tests.integration.persistence.conftest import log_in, table_counts
+from tests.integration.persistence.conftest import lock_held_elsewhere, log_in, table_counts
 
 
 @pytest.fixture
@@ -39,38 +38,13 @@ def sqlite_path(db: Database) -> Path:
     return Path(database)
 
 
-@contextmanager
-def lock_held_elsewhere(db: Database, seconds: float | None = None) -> Iterator[threading.Event]:
-    """SQLite's write lock, taken by a connection of its own (as another worker or the CLI would); released
-    at the end of the block, or after ``seconds`` when given. Yields an event set on release."""
-    other = sqlite3.connect(sqlite_path(db), isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
-    released = threading.Event()
-
-    def release() -> None:
-        if not released.is_set():
-            other.execute("ROLLBACK")
-            released.set()
-
-    timer = threading.Timer(seconds, release) if seconds is not None else None
-    if timer is not None:
-        timer.start()
-    try:
-        yield released
-    finally:
-        if timer is not None:
-            timer.join(timeout=30)
-        release()
-        other.close()
-
-
 def test_a_write_that_would_wait_for_sqlites_lock_writes_nothing(
     sqlite_db: Database, sqlite_service: TransitionService
 ) -> None:
     db, service = sqlite_db, sqlite_service
     session = log_in(service)
     before = table_counts(db)
-    with lock_held_elsewhere(db):
+    with lock_held_elsewhere(sqlite_path(db)):
         started = time.monotonic()
         with pytest.raises(WouldWait), db.without_waiting():
             service.fire("session", session, "logout", actor=Actor.CLIENT)
@@ -83,11 +57,11 @@ def test_writes_after_it_wait_for_the_lock_again(sqlite_db: Database, sqlite_ser
     """The connection it used goes back with its busy timeout: the next writer on it waits and succeeds."""
     db, service = sqlite_db, sqlite_service
     session = log_in(service)
-    with lock_held_elsewhere(db), pytest.raises(WouldWait), db.without_waiting():
+    with lock_held_elsewhere(sqlite_path(db)), pytest.raises(WouldWait), db.without_waiting():
         service.fire("session", session, "logout", actor=Actor.CLIENT)
-    with lock_held_elsewhere(db, seconds=0.3) as released:
+    with lock_held_elsewhere(sqlite_path(db), seconds=0.3) as held:
         applied = service.fire("session", session, "logout", actor=Actor.CLIENT)
-        assert released.is_set(), "it waited for the other connection"
+        assert held.released.is_set(), "it waited for the other connection"
     assert applied.to_state == "closed"
 
 
@@ -154,3 +128,17 @@ def test_no_wait_writes_never_checkpoint_at_commit_and_checkpoint_does(
     db.checkpoint()
     write_many_pages(db, service, 1)
     assert wal_frames_left(db) < 50, "after checkpoint(), the next write starts the WAL again"
+
+
+def test_the_no_wait_writer_counts_its_commits_so_an_idle_worker_skips_checkpoints(
+    sqlite_db: Database, sqlite_service: TransitionService
+) -> None:
+    db, service = sqlite_db, sqlite_service
+    session = log_in(service)  # ordinary writes: not counted
+    assert db.no_wait_commits == 0
+    with db.without_waiting():
+        service.fire("session", session, "logout", actor=Actor.CLIENT)
+    assert db.no_wait_commits == 1
+    with pytest.raises(EventRefused), db.without_waiting():  # refused by the machine: rolled back, not counted
+        service.fire("session", session, "logout", actor=Actor.CLIENT)
+    assert db.no_wait_commits == 1
