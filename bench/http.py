@@ -71,7 +71,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 # Run as a script, this file's directory comes first on sys.path, and this file, http.py, would shadow the
 # standard library's ``http`` package for everything imported below (litestar, urllib): put the
@@ -80,8 +80,11 @@ from typing import Any
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from litestar import Litestar, Request, get, post
+import msgspec
+from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
+from litestar.enums import MediaType, RequestEncodingType
+from litestar.params import Body
 from sqlalchemy import make_url, text
 
 from bench import harness
@@ -100,6 +103,7 @@ OWN_FILES = ("bench/http.py", "api", "persistence", "lifecycle")
 THIS = Path(__file__).resolve()  # run again for the servers besides the API and for the fallback generator
 EVENT = "/session/%s/events/logout"
 EVENT_PATH = "/api" + EVENT  # the subject, the stubbed route, and the bare route
+BARE_ID = "4ee0a522-57d5-4179-94e8-4aa2142d028d"  # a uuid of the length the real answers carry
 IN_API_PREFIX = "/bench-in-api"  # where the bare route sits in the real application
 LOGIN_PATH = "/api/auth/login"
 TARGET = harness.Target(">=", 0.6)  # the event endpoint's requests/s against the bare endpoint's
@@ -135,7 +139,34 @@ def bare_app() -> Litestar:
         """The read route's pattern and a small JSON body: the read phase's baseline."""
         return {"session_id": str(session_id), "state": "session_active", "version": 2, "allowed_events": ["logout"]}
 
-    return Litestar(route_handlers=[bare_route("/api"), health, read])
+    return Litestar(route_handlers=[bare_route("/api"), health, read, *bare_service_routes()])
+
+
+class BareForm(msgspec.Struct):
+    token: str = ""
+
+
+def bare_service_routes() -> list[Any]:
+    """The shapes of ForwardAuth and introspection (bench/services.py), with no work: each route's baseline.
+
+    ``GET /api/auth/forward`` answers 200, an empty body and three headers; ``POST /api/auth/introspect``
+    reads a form body through Litestar and answers a small JSON object.
+    """
+
+    @get("/api/auth/forward", sync_to_thread=False, media_type=MediaType.TEXT)
+    def forward() -> Response[bytes]:
+        headers = {
+            "X-Sessionflow-User": BARE_ID,
+            "X-Sessionflow-Session": BARE_ID,
+            "X-Sessionflow-State": "session_active",
+        }
+        return Response(b"", headers=headers)
+
+    @post("/api/auth/introspect", status_code=200, sync_to_thread=False)
+    def introspect(data: Annotated[BareForm, Body(media_type=RequestEncodingType.URL_ENCODED)]) -> dict[str, object]:
+        return {"active": True, "sub": BARE_ID, "sid": BARE_ID, "exp": 1_800_000_000, "session_state": "session_active"}
+
+    return [forward, introspect]
 
 
 def api_app_with_bare_route() -> Litestar:
