@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import functools
 import importlib.metadata
 import logging
 import os
@@ -28,6 +30,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
     Components,
+    OpenAPI,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -54,7 +57,7 @@ from sessionflow.api.routes.admin import AdminController
 from sessionflow.api.routes.auth import AuthController
 from sessionflow.api.routes.lifecycle import DIAGRAM_MEDIA_TYPES, LifecycleController
 from sessionflow.api.routes.ops import health, ready
-from sessionflow.api.routes.services import ServicesController
+from sessionflow.api.routes.services import ServicesController, ServicesDocs
 from sessionflow.api.routes.sessions import SessionController
 from sessionflow.api.settings import Settings
 from sessionflow.api.touches import Touches
@@ -273,10 +276,19 @@ def create_app(settings: Settings, *, clock: Clock | None = None, run_sweeper: b
 
 
 def _complete_openapi(app: Litestar) -> Litestar:
-    """Say in the OpenAPI document what Litestar leaves out: bodies refuse unknown fields
-    (``forbid_unknown_fields``: ``additionalProperties: false``) and the diagram route's media types."""
+    """Say in the OpenAPI document what Litestar leaves out: the raw ASGI routes (:class:`ServicesDocs`),
+    bodies refuse unknown fields (``forbid_unknown_fields``: ``additionalProperties: false``) and the
+    diagram route's media types."""
     spec = app.openapi_schema
-    schemas = spec.components.schemas if spec.components and spec.components.schemas else {}
+    if spec.components is None:
+        spec.components = Components()
+    if spec.components.schemas is None:
+        spec.components.schemas = {}
+    schemas = spec.components.schemas
+    raw = _raw_routes_documented()
+    spec.paths = {**(spec.paths or {}), **copy.deepcopy(raw.paths or {})}
+    for name, generated in (raw.components.schemas or {}).items():
+        schemas.setdefault(name, copy.deepcopy(generated))
     for struct in _structs(msgspec.Struct):
         if struct.__module__.startswith("sessionflow.api") and struct.__struct_config__.forbid_unknown_fields:
             schema = schemas.get(struct.__name__)
@@ -289,6 +301,17 @@ def _complete_openapi(app: Litestar) -> Litestar:
             text = Schema(type=OpenAPIType.STRING)
             ok.content = {media_type: OpenAPIMediaType(schema=text) for media_type in DIAGRAM_MEDIA_TYPES.values()}
     return app
+
+
+@functools.cache
+def _raw_routes_documented() -> OpenAPI:
+    """What Litestar generates for the routes served as raw ASGI, from their never-served twins."""
+    twin = Litestar(
+        route_handlers=[ServicesDocs],
+        plugins=[ProblemDetailsPlugin(problems.config())],
+        openapi_config=OpenAPIConfig(title="sessionflow", version="-"),
+    )
+    return twin.openapi_schema
 
 
 def _structs(base: type[msgspec.Struct]) -> Iterator[type[msgspec.Struct]]:

@@ -50,6 +50,9 @@ def require_body_type(scope: Scope) -> None:
 
 
 def _declared_body_type(handler: object) -> RequestEncodingType | None:
+    declared = getattr(handler, "opt", {}).get("body")  # a raw ASGI route says what it reads
+    if declared is not None:
+        return RequestEncodingType(declared)
     signature = getattr(handler, "parsed_fn_signature", None)
     data = signature.parameters.get("data") if signature is not None else None
     media_type = getattr(data.kwarg_definition, "media_type", None) if data is not None else None

@@ -6,8 +6,12 @@ import base64
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import jwt
+import pytest
+from litestar.exceptions import WebSocketDisconnect
 
+from sessionflow.api.context import BEARER_REQUIRED
 from sessionflow.persistence import services
 from tests.integration.api.conftest import SECRET, Api, assert_problem, bearer
 
@@ -73,3 +77,74 @@ def test_forward_auth_puts_the_user_and_session_in_headers_or_answers_the_apis_p
     refused = api.client.get("/api/auth/forward", headers=bearer(tokens["access_token"]))
     assert_problem(refused, 401, "session_closed")
     assert "x-sessionflow-user" not in refused.headers
+
+
+def test_forward_auth_refuses_an_anonymous_session_other_methods_and_websockets(api: Api) -> None:
+    """ForwardAuth is a raw ASGI route that checks what Litestar's router would: the same problems."""
+    anonymous = api.create_anonymous()
+    assert_problem(
+        api.client.get("/api/auth/forward", headers=bearer(anonymous["anonymous_token"])),
+        409,
+        "session_not_connectable",
+    )
+    token = api.login()["access_token"]
+    for method in ("POST", "PUT", "DELETE", "HEAD"):
+        refused = api.client.request(method, "/api/auth/forward", headers=bearer(token))
+        assert refused.status_code == 405, (method, refused.status_code)
+        assert refused.headers["allow"] == "GET"
+        if method != "HEAD":
+            assert_problem(refused, 405, "method_not_allowed")
+    closes = []
+    for path in ("/api/auth/forward", "/api/health"):  # a WebSocket is refused as on any HTTP route
+        with pytest.raises(WebSocketDisconnect) as refusal, api.client.websocket_connect(path) as socket:
+            socket.receive_text()
+        closes.append(refusal.value.code)
+    assert closes[0] == closes[1]
+
+
+def test_forward_auth_is_described_in_the_openapi_document(api: Api) -> None:
+    """The raw route's entry comes from its documentation twin: bearer security, the three headers, problems."""
+    operation = api.client.get("/api/schema/openapi.json").json()["paths"]["/api/auth/forward"]["get"]
+    assert operation["security"] == BEARER_REQUIRED
+    assert set(operation["responses"]["200"]["headers"]) == {
+        "X-Sessionflow-User",
+        "X-Sessionflow-Session",
+        "X-Sessionflow-State",
+    }
+    assert {"401", "409", "503"} <= set(operation["responses"])
+
+
+def test_introspection_reads_only_a_bounded_utf8_form_and_answers_each_refusal_with_its_problem(api: Api) -> None:
+    """The raw route reads its form itself: the same refusals Litestar gives elsewhere, nothing stored."""
+    secret = services.register(api.ctx.db, "experience", now=api.clock.now())
+    login = api.login()
+    token = login["access_token"]
+    headers = basic("experience", secret) | {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def post(body: bytes, **extra: str) -> httpx.Response:
+        return api.client.post("/api/auth/introspect", content=body, headers=headers | extra)
+
+    extra_fields = f"client_id=web&token={token}&token_type_hint=access_token&x=1".encode()
+    assert post(extra_fields).json()["active"] is True  # a hint and fields it does not read are ignored
+    assert post(b"").json() == {"active": False, "code": "token_malformed"}
+    assert_problem(post(f"token={token}&token=other".encode()), 400, "invalid_request")
+    assert_problem(post(b"token=\xff\xfe"), 400, "invalid_request")
+    assert_problem(post(b"&".join(b"f%d=1" % n for n in range(40))), 400, "invalid_request")
+    assert_problem(post(b"token=" + b"a" * 9000), 413, "payload_too_large")
+    assert_problem(
+        post(f'{{"token": "{token}"}}'.encode(), **{"Content-Type": "application/json"}), 415, "unsupported_media_type"
+    )
+    refused = api.client.get("/api/auth/introspect", headers=headers)
+    assert_problem(refused, 405, "method_not_allowed")
+    assert refused.headers["allow"] == "POST"
+    assert api.ctx.service.get("session", login["session_id"]).state == "session_active"
+
+
+def test_introspection_is_described_in_the_openapi_document(api: Api) -> None:
+    operation = api.client.get("/api/schema/openapi.json").json()["paths"]["/api/auth/introspect"]["post"]
+    form = operation["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    assert form == {"$ref": "#/components/schemas/IntrospectionRequest"}
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Introspection"
+    }
+    assert {"400", "401", "503"} <= set(operation["responses"])
