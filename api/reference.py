@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar
-from litestar.routes import HTTPRoute, WebSocketRoute
+from litestar.routes import ASGIRoute, HTTPRoute, WebSocketRoute
 
 from sessionflow.api.diagrams import markers, mermaid_block, sync_blocks, write_files
 from sessionflow.api.errors import DiagramError
@@ -139,6 +139,12 @@ def routes_table(app: Litestar) -> str:
         path = _plain(route.path)
         if isinstance(route, WebSocketRoute):
             rows.append(_row("WebSocket", f"`{path}`", _BUILT_IN[path]))
+            continue
+        if isinstance(route, ASGIRoute) and "methods" in route.route_handler.opt:  # a raw route (routes/services.py)
+            documented = (app.openapi_schema.paths or {})[path]
+            for method in sorted(route.route_handler.opt["methods"]):
+                operation = getattr(documented, method.lower())
+                rows.append(_row(method, f"`{path}`", operation.summary))
             continue
         if not isinstance(route, HTTPRoute) or path == "/api/schema/{path}":
             continue
