@@ -19,9 +19,11 @@ Two measurements, each against a baseline measured in the same run:
 2. Throughput over loopback, with ``wrk`` (one thread, ``--connections``
    connections, closed loop): ``GET /api/auth/forward`` (Traefik ForwardAuth)
    and ``POST /api/auth/introspect`` (a registered service's Basic credentials)
-   on a real ``sessionflow serve`` (EdDSA, SQLite), against ``GET /health`` of
-   the bare Litestar app of ``bench/http.py``, served the same way. Blocks
-   alternate; the ratio is taken repeat by repeat (target: at least 0.5x).
+   on a real ``sessionflow serve`` (EdDSA, SQLite), each against a bare
+   Litestar endpoint of its own shape in the bare app of ``bench/http.py``,
+   served the same way and sent the same requests (the ratio against its
+   ``GET /health`` is shown beside). Blocks alternate; the ratio is taken
+   repeat by repeat (target: at least 0.5x).
    Both endpoints check the token and its session on every request (on SQLite
    the session row comes from the worker's row cache between commits,
    persistence/rowcache.py). Each block also prints the server's CPU per
