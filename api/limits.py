@@ -59,6 +59,15 @@ def _declared_body_type(handler: object) -> RequestEncodingType | None:
     return RequestEncodingType(media_type) if media_type is not None else None
 
 
+def _announces_body(scope: Scope) -> bool:
+    """Whether the request head announces a body (HTTP/1.1: a non-zero Content-Length or a Transfer-Encoding);
+    a request that announces none has none, and ``receive`` answers at once with an empty one."""
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
 class BodyTimeout(HTTPException):
     status_code = 408
     detail = "the request body did not arrive in time"
@@ -75,7 +84,7 @@ def request_bodies(seconds: float) -> Callable[[ASGIApp], ASGIApp]:
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def bounded(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != ScopeType.HTTP:
+            if scope["type"] != ScopeType.HTTP or not _announces_body(scope):
                 await app(scope, receive, send)
                 return
             deadline = time.monotonic() + seconds

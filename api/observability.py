@@ -214,6 +214,7 @@ SESSIONS_BY_STATE = _SessionsByState()
 REGISTRY.register(SESSIONS_BY_STATE)
 
 
+UNMEASURED = "unmeasured"  # the opt key of routes the request metrics leave out
 MAX_LABEL_SETS = 4096  # (method, route, status) combinations whose metric children are kept
 
 
@@ -290,7 +291,7 @@ def prometheus() -> PrometheusConfig:
         app_name="sessionflow",
         prefix="sessionflow",
         group_path=True,
-        exclude=["/api/metrics"],
+        exclude_opt_key=UNMEASURED,  # a look-up on the route, where a path pattern was a regex per request
         middleware_class=LeanPrometheusMiddleware,
     )
 
@@ -314,4 +315,5 @@ async def metrics_token_required(connection: ASGIConnection[Any, Any, Any, Any],
 class MetricsController(PrometheusController):
     path = "/api/metrics"
     include_in_schema = False
+    opt = {UNMEASURED: True}  # scrapes are not requests of the API
     guards = [metrics_token_required]

@@ -13,6 +13,7 @@ which problem and close code, so a new state brings its rule with it.
 from __future__ import annotations
 
 import enum
+import functools
 from datetime import timedelta
 
 from sessionflow.lifecycle.errors import DefinitionError
@@ -172,6 +173,7 @@ SESSION = Definition(
 )
 
 
+@functools.lru_cache(maxsize=256)  # asked on every authenticated request; definitions hash by identity
 def access(state: str, definition: Definition = SESSION) -> Access:
     """The :class:`Access` that ``state`` declares; :class:`DefinitionError` unless it declares exactly one."""
     declared = [Access(tag) for tag in definition.tags.get(state, ()) if tag in Access.__members__.values()]

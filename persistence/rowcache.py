@@ -29,6 +29,7 @@ class RowCache:
         self._db = db
         self._limit = limit
         self._watcher: Any = None  # a detached pool connection that only ever asks for data_version
+        self._asking: Any = None  # its one cursor
         self._version: int | None = None
         self._rows: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
@@ -90,7 +91,8 @@ class RowCache:
             if self._watcher is None:
                 self._watcher = self._db.engine.raw_connection()
                 self._watcher.detach()  # ours: the pool neither counts nor resets it
-            version = self._watcher.dbapi_connection.execute("PRAGMA data_version").fetchone()[0]
+                self._asking = self._watcher.dbapi_connection.cursor()
+            version = self._asking.execute("PRAGMA data_version").fetchone()[0]
         except Exception:  # noqa: BLE001 - whatever went wrong, serve nothing kept; read() reports the store
             self._forget()
             return None

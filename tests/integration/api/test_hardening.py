@@ -67,6 +67,16 @@ def test_metrics_need_the_configured_bearer_token(make_api: Callable[..., Api]) 
     assert "sessionflow_transitions" in response.text
 
 
+def test_request_metrics_count_the_apis_requests_and_leave_scrapes_out(make_api: Callable[..., Api]) -> None:
+    api = make_api(metrics_token=METRICS_TOKEN)
+    api.client.get("/api/health")
+    api.client.get("/api/metrics", headers=bearer(METRICS_TOKEN))
+    scraped = api.client.get("/api/metrics", headers=bearer(METRICS_TOKEN)).text
+    counted = [line for line in scraped.splitlines() if line.startswith("sessionflow_requests_total{")]
+    assert any('path="/api/health"' in line for line in counted), counted
+    assert not any('path="/api/metrics"' in line for line in counted), counted
+
+
 def test_openapi_declares_refused_unknown_fields_and_the_diagram_media_types(api: Api) -> None:
     spec = api.client.get("/api/schema/openapi.json").json()
     for name in ("LoginRequest", "RefreshRequest", "EventRequest", "RevokeRequest"):
