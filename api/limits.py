@@ -34,11 +34,10 @@ def require_body_type(scope: Scope) -> None:
 
     A cross-site HTML form can send ``text/plain``, ``application/x-www-form-urlencoded`` or
     ``multipart/form-data`` without a CORS preflight; a JSON body under such a type would let another
-    site post to the API with the browser's cookies. Refused with 415 whatever the body holds.
+    site post to the API with the browser's cookies. Refused with 415 whatever the body holds. Asked
+    only of a request whose head announces a body (:func:`_announces_body`).
     """
     headers = Headers.from_scope(scope)
-    if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
-        return
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     declared = _declared_body_type(scope.get("route_handler"))
     if declared is not None and declared != RequestEncodingType.JSON:

@@ -104,6 +104,7 @@ class RowCache:
     def _forget(self) -> None:
         self._rows.clear()
         self._version = None
+        self._asking = None
         if self._watcher is not None:
             watcher, self._watcher = self._watcher, None
             with contextlib.suppress(Exception):  # a broken connection may fail to close; it is gone either way
