@@ -88,7 +88,9 @@ class Proxy:
                     if self.mode == "pass":
                         peer[sock].sendall(data)
                     # partition: dropped, and nobody is told
-        except OSError:
+        except (OSError, ValueError):
+            # OSError: the peer went away. ValueError: refuse() closed a socket of this pair
+            # while select() was about to look at it (its descriptor is already -1).
             return
         finally:
             with self._lock:
