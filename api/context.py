@@ -80,7 +80,8 @@ class AppContext:
         of the GIL and must win it back from the busy loop: a logout cost 2.6 times its CPU in process there,
         1.6 times on the loop (bench/http.py). The loop's writes leave checkpoints to a worker thread
         (``Database.checkpoint``). ``work`` may run twice, so what it does before its transaction must bear
-        repeating (a check, a read, a due timer fired). On PostgreSQL it always runs in a worker thread.
+        repeating (a check, a read, a due timer fired). On PostgreSQL it always runs in a worker thread, on one
+        pooled connection for its reads and its transaction (``Database.one_connection``).
         """
         if self.db.is_sqlite:
             loop = asyncio.get_running_loop()
@@ -98,7 +99,11 @@ class AppContext:
                 pass  # another process holds SQLite's lock
             finally:
                 self.db.give_back_write_turn()
-        return await sync_to_thread(work)
+        return await sync_to_thread(self._on_one_connection, work)
+
+    def _on_one_connection(self, work: Callable[[], T]) -> T:
+        with self.db.one_connection():
+            return work()
 
     def reading(self, may_write: bool) -> AbstractContextManager[object]:
         """One read for a route's authentication and answer, on one connection; on a read-only pass that

@@ -225,7 +225,8 @@ def install_postgres_notify(service: TransitionService) -> None:
     def notify(tx: Tx, applied: Applied) -> None:
         if applied.machine == "session":
             prepared = tx.db.prepare("pg_notify", build)
-            tx.cursor.one(prepared, {"channel": CHANNEL, "payload": TransitionEvent.from_applied(applied).to_json()})
+            payload = TransitionEvent.from_applied(applied).to_json()
+            tx.cursor.execute(prepared, {"channel": CHANNEL, "payload": payload})  # no answer to wait for
 
     service.hooks.in_transaction.append(notify)
 

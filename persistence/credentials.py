@@ -180,6 +180,17 @@ def next_generation(tx: Tx, session_id: uuid.UUID) -> int:
     return int(row[0])
 
 
+def retire_generation(tx: Tx, session_id: uuid.UUID) -> None:
+    """:func:`next_generation` for a session that is ending: nobody needs the new number, so nothing waits
+    for it (on PostgreSQL the update goes to the server with the commit, see ``WriteTransaction``)."""
+    c = _sessions.c
+    prepared = tx.db.prepare(
+        "generation_retire",
+        lambda: update(_sessions).where(c.id == bindparam("sid")).values(token_generation=c.token_generation + 1),
+    )
+    tx.cursor.execute(prepared, {"sid": session_id})
+
+
 def anonymous_token_matches(tx: Tx, session_id: uuid.UUID, token: str) -> bool:
     c = _sessions.c
     prepared = tx.db.prepare(
@@ -267,4 +278,4 @@ def end_with_session(tx: Tx, applied: Applied) -> None:
     """
     if applied.machine == SESSION.name and applied.to_state in SESSION.terminal:
         retire_refresh_tokens(tx, applied.instance_id)
-        next_generation(tx, applied.instance_id)
+        retire_generation(tx, applied.instance_id)

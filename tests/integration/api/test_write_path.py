@@ -4,15 +4,20 @@ and never with the loop waiting for the lock."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import make_url
 
 from sessionflow.persistence import WouldWait
-from tests.integration.api.conftest import Api
+from tests.integration.api.conftest import Api, bearer, settings_for
+from tests.integration.chaos.proxy import Proxy
 from tests.integration.client.conftest import PASSWORD, running_server
 from tests.integration.persistence.conftest import HeldLock, lock_held_elsewhere
 
@@ -153,3 +158,69 @@ def test_a_served_logout_that_waits_for_the_lock_leaves_the_server_answering(tmp
         assert logout.status_code == 200, logout.text
         assert logout.json()["to_state"] == "closed"
         assert max(took) < 0.5, f"a health check took {max(took):.2f} s while the logout waited"
+
+
+class AnswerCounter(Proxy):
+    """Counts the times clients of the proxied PostgreSQL ask the server to answer now, and then wait for it:
+    each ``Sync``, ``Flush`` or simple ``Query`` message they send (protocol 3.0), except a ``Flush`` right
+    after a ``Sync``, which asks for nothing more (psycopg leaves a pipeline with both). The connections must
+    not use TLS (``sslmode=disable``), so that their messages can be read."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.asks = 0
+        self._pending: dict[object, bytearray] = {}
+        self._started: set[object] = set()
+        self._synced: set[object] = set()  # pairs whose last message was a Sync
+        super().__init__(upstream)
+
+    def seen(self, pair: tuple[socket.socket, socket.socket], data: bytes, *, from_client: bool) -> None:
+        if not from_client:
+            return
+        buffer = self._pending.setdefault(pair, bytearray())  # each pair is seen by its own thread only
+        buffer += data
+        while True:
+            if pair not in self._started:  # untyped: SSLRequest, GSSENCRequest, then the startup message
+                if len(buffer) < 8:
+                    return
+                length, code = struct.unpack("!ii", buffer[:8])
+                if len(buffer) < length:
+                    return
+                if code not in (80877103, 80877104):
+                    self._started.add(pair)
+                del buffer[:length]
+                continue
+            if len(buffer) < 5:
+                return
+            kind, length = buffer[0:1], struct.unpack("!i", buffer[1:5])[0]
+            if len(buffer) < 1 + length:
+                return
+            if kind in (b"S", b"Q") or (kind == b"H" and pair not in self._synced):
+                self.asks += 1
+            if kind == b"S":
+                self._synced.add(pair)
+            else:
+                self._synced.discard(pair)
+            del buffer[: 1 + length]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # psycopg's pipeline, the pool's pre-ping
+def test_a_logout_on_postgresql_waits_for_the_database_five_times(make_api: Callable[..., Api], db_url: str) -> None:
+    """The pool's pre-ping and the authentication's read on one connection (``one_connection``), then the
+    transaction in pipeline mode: BEGIN with the row's locking read, the compare-and-set, and the history row,
+    the credentials' retirement, the NOTIFY and the COMMIT together. It was eleven: a pre-ping for each of
+    the two connections, and every statement on its own."""
+    url = make_url(db_url)
+    counter = AnswerCounter((url.host or "127.0.0.1", url.port or 5432))
+    try:
+        through = url.set(host="127.0.0.1", port=counter.port).update_query_dict({"sslmode": "disable"})
+        api = make_api(settings=settings_for(through.render_as_string(hide_password=False)))
+        alice = api.session_for(api.alice)
+        before = counter.asks
+        response = api.client.post(
+            f"/api/session/{alice['session_id']}/events/logout", headers=bearer(alice["access_token"])
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["to_state"] == "closed"
+        assert counter.asks - before == 5
+    finally:
+        counter.close()

@@ -85,6 +85,7 @@ class Proxy:
                     data = sock.recv(65536)
                     if not data:
                         return
+                    self.seen(pair, data, from_client=sock is client)
                     if self.mode == "pass":
                         peer[sock].sendall(data)
                     # partition: dropped, and nobody is told
@@ -98,6 +99,10 @@ class Proxy:
             for sock in pair:
                 with contextlib.suppress(OSError):
                     sock.close()
+
+    def seen(self, pair: tuple[socket.socket, socket.socket], data: bytes, *, from_client: bool) -> None:
+        """``data`` arrived on ``pair`` from its client or its server (before it is forwarded); a subclass may
+        look at it. Called on the pair's own thread, in the order the data arrived."""
 
 
 def _reset(sock: socket.socket) -> None:

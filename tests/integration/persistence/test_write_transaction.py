@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 
 from sessionflow.persistence.database import Database
 from sessionflow.persistence.errors import StoreUnavailable
@@ -53,6 +53,28 @@ def test_a_database_error_in_the_body_is_store_unavailable_and_rolled_back(
     with service.transaction() as tx:
         count_attempt(tx, key, MINUTE)
     assert _count(db, key) == 1
+
+
+def test_a_statement_that_fails_unanswered_fails_the_whole_transaction(
+    service: TransitionService, db: Database
+) -> None:
+    """On PostgreSQL a statement whose result nobody reads is answered with the next one read, or at the commit
+    (psycopg's pipeline mode): a failure surfaces there at the latest, and nothing the transaction wrote is kept."""
+    counted, duplicate = f"test:{uuid.uuid4()}", f"test:{uuid.uuid4()}"
+    add = db.prepare(
+        "test_rate_limit_insert",
+        lambda: insert(_limits).values(key=bindparam("key"), window_start=bindparam("now"), count=1),
+    )
+    integrity_error = db.engine.dialect.loaded_dbapi.IntegrityError
+    with pytest.raises(integrity_error), service.transaction() as tx:
+        count_attempt(tx, counted, MINUTE)  # answered at once: it returns the count
+        tx.cursor.execute(add, {"key": duplicate, "now": tx.now})
+        tx.cursor.execute(add, {"key": duplicate, "now": tx.now})  # the key is taken: this one fails
+    assert _count(db, counted) is None
+    assert _count(db, duplicate) is None
+    with service.transaction() as tx:  # the connection and the write turn were given back in working order
+        count_attempt(tx, counted, MINUTE)
+    assert _count(db, counted) == 1
 
 
 def test_the_write_turn_is_released_after_every_kind_of_failure(db: Database) -> None:
