@@ -35,11 +35,13 @@ signing secret: the path every login takes once the user is verified,
 without argon2. None is used once old enough to make the API write an
 idle-timer touch as well.
 
-Target: the event endpoint's requests/s >= 0.6x the bare endpoint's, as the
-median of per-repeat ratios. Beside requests/s and p50/p99 latency, the
-script reads each server's CPU time per block (Linux ``/proc``) and, from the
-four servers and the handler's work timed in this process, accounts for the
-event endpoint's CPU per request. Then the read: ``GET /api/session/{id}``
+Targets: the event endpoint's requests/s >= 0.2x the bare endpoint's, as the
+median of per-repeat ratios (the first HTTP issue asked 0.6x; that is shown
+beside it). Beside requests/s and p50/p99 latency, the script reads each
+server's CPU time per block (Linux ``/proc``) and, from the four servers and
+the handler's work timed in this process, accounts for the event endpoint's
+CPU per request: the handler's work in the server, per repeat, must be at most
+1.3x the same work in this process. Then the read: ``GET /api/session/{id}``
 (authentication, the session row and its live connections) over 1,000 live
 sessions round-robin, against a bare GET on the same pattern in the bare app,
 in alternating blocks; target >= 0.4x. Last, login/s: a few clients posting real
@@ -106,7 +108,9 @@ EVENT_PATH = "/api" + EVENT  # the subject, the stubbed route, and the bare rout
 BARE_ID = "4ee0a522-57d5-4179-94e8-4aa2142d028d"  # a uuid of the length the real answers carry
 IN_API_PREFIX = "/bench-in-api"  # where the bare route sits in the real application
 LOGIN_PATH = "/api/auth/login"
-TARGET = harness.Target(">=", 0.6)  # the event endpoint's requests/s against the bare endpoint's
+TARGET = harness.Target(">=", 0.2)  # the event endpoint's requests/s against the bare endpoint's (issue 12's goal)
+FIRST_GOAL = 0.6  # what the first HTTP issue asked of the same ratio; shown beside it, no longer judged
+INFLATION_TARGET = harness.Target("<=", 1.3)  # the handler's CPU in the server against the same work in process
 READ = "/api/session/%s"
 READ_TARGET = harness.Target(">=", 0.4)  # an authenticated read's requests/s against a bare GET's
 READ_SESSIONS = 1_000  # live sessions the read blocks use round-robin; a read uses nothing up
@@ -580,6 +584,7 @@ def report(variants: Sequence[Variant], plan: Plan) -> bool:
         if v is subject:
             passed = TARGET.met(median(ratios))
             judged, result = str(TARGET), harness.verdict(passed)
+            result += f"  (the first HTTP goal, {FIRST_GOAL:.2f}x, shown: {median(ratios) / FIRST_GOAL:.0%} of it)"
         print(f"  {v.label:<56}{median(ratios):>6.2f}x {spread(ratios, '.2f'):<13}{judged:<10}{result}".rstrip())
     print("\n  each server's CPU time in those blocks (one process, so one GIL; 100% is one core; a database")
     print("  server's own processes are not counted)")
@@ -684,8 +689,9 @@ def handler_work(pool: SessionPool, n: int, rounds: int = 3) -> list[tuple[str, 
     ]
 
 
-def breakdown(variants: Sequence[Variant], handler: list[tuple[str, float]]) -> None:
-    """Account for the event endpoint's CPU per request, layer by layer."""
+def breakdown(variants: Sequence[Variant], handler: list[tuple[str, float]]) -> bool:
+    """Account for the event endpoint's CPU per request, layer by layer; whether the handler's work in the
+    server met :data:`INFLATION_TARGET` against the same work in this process."""
     bare, subject, in_api, stubbed = (median(v.cpu_ms()) for v in variants)
     print("\nwhere the event endpoint's server CPU goes, ms per request (medians of the blocks above)")
     rows = (
@@ -702,9 +708,14 @@ def breakdown(variants: Sequence[Variant], handler: list[tuple[str, float]]) -> 
         print(f"    {label:<84}{ms:>8.3f}")
     alone = sum(ms for label, ms in handler if not label.startswith(" "))
     print(f"    {'= authenticate + log out':<84}{alone:>8.3f}")
+    # Per repeat: the subject's and the stubbed route's blocks of the same repeat, against the in-process figure.
+    inflation = [(work - stub) / alone for work, stub in zip(variants[1].cpu_ms(), variants[3].cpu_ms(), strict=True)]
+    passed = INFLATION_TARGET.met(median(inflation))
     print(
-        f"    in the server the same work took {(subject - stubbed) / alone:.1f}x as long: there it shares the GIL"
-        " with granian's thread (each SQLite call lets go of it), and the caches with everything else"
+        f"    in the server the same work took {median(inflation):.2f}x as long"
+        f" {harness.value_range(inflation, '.2f')}, target {INFLATION_TARGET}  {harness.verdict(passed)}:"
+        " there it shares the GIL with granian's thread (each SQLite call lets go of it), and the caches with"
+        " everything else"
     )
     budget = bare / TARGET.bound
     print(
@@ -713,6 +724,7 @@ def breakdown(variants: Sequence[Variant], handler: list[tuple[str, float]]) -> 
         f" {budget - bare:.3f} ms beyond the bare endpoint;"
     )
     print(f"  the API app and the event route, with their work stubbed out, already take {stubbed - bare:.3f} ms more")
+    return passed
 
 
 def login_phase(
@@ -876,10 +888,14 @@ def run(
         f" was {pool.oldest_used:.0f} s old as its block started ({pool.skipped:,} older ones were skipped: the API"
         f" adds an idle-timer write once a session is {TOUCH_EVERY.total_seconds():.0f} s old)"
     )
-    breakdown(variants, handler_work(pool, 100 if args.quick else 300))
+    inflation_passed = breakdown(variants, handler_work(pool, 100 if args.quick else 300))
     read_passed = read_phase(api, bare, pool, generator, plan)
     login_phase(api, generator, logins, clients=args.login_clients, seconds=3 if args.quick else 5, argon2=argon2)
-    return [(f"event endpoint {TARGET} the bare endpoint", passed), (f"read {READ_TARGET} a bare GET", read_passed)]
+    return [
+        (f"event endpoint {TARGET} the bare endpoint", passed),
+        (f"handler's work in the server {INFLATION_TARGET} in process", inflation_passed),
+        (f"read {READ_TARGET} a bare GET", read_passed),
+    ]
 
 
 if __name__ == "__main__":
