@@ -60,6 +60,7 @@ from sessionflow.api.routes.ops import health, ready
 from sessionflow.api.routes.services import ServicesController, ServicesDocs
 from sessionflow.api.routes.sessions import SessionController
 from sessionflow.api.settings import Settings
+from sessionflow.api.threads import to_thread
 from sessionflow.api.touches import Touches
 from sessionflow.api.ws import Live, ws_endpoint
 from sessionflow.lifecycle import Clock, SystemClock
@@ -87,7 +88,7 @@ async def checkpoint_periodically(db: Database, interval: float = CHECKPOINT_EVE
             continue
         seen = db.no_wait_commits
         try:
-            await asyncio.to_thread(db.checkpoint)
+            await to_thread(db.checkpoint)
         except StoreUnavailable:
             pass  # the sweeper and the requests report an outage; the next checkpoint catches up
         except Exception:
@@ -107,7 +108,7 @@ async def sweep_periodically(service: TransitionService, interval: float, *, hea
     while True:
         try:
             skip = (CONNECTIONS.name,) if outage_since is not None or time.monotonic() < grace_until else ()
-            fired = await asyncio.to_thread(service.sweep, skip=skip)
+            fired = await to_thread(service.sweep, skip=skip)
             if outage_since is not None:
                 log.warning("the store is available again after %.1f s", time.monotonic() - outage_since)
                 outage_since, grace_until = None, time.monotonic() + heartbeat_grace

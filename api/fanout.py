@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import bindparam, func, make_url, select
 
+from sessionflow.api.threads import to_thread
 from sessionflow.lifecycle import SESSION
 from sessionflow.persistence import Applied, Database, TransitionService, Tx
 from sessionflow.persistence.models import TransitionRecord, table
@@ -198,7 +199,7 @@ async def resync_periodically(db: Database, hub: Hub, every: float) -> None:
         if not seen:
             continue
         try:
-            latest = await asyncio.to_thread(latest_seqs, db, list(seen))
+            latest = await to_thread(latest_seqs, db, list(seen))
         except Exception as exc:  # noqa: BLE001 - unavailable now; the next round retries
             log.warning("could not check live sessions for missed transitions (%s)", type(exc).__name__)
             continue

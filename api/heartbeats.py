@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from sessionflow.api.threads import to_thread
 from sessionflow.persistence import SESSIONS, StoreUnavailable, TransitionService, connections
 
 log = logging.getLogger("sessionflow.ws")
@@ -78,7 +79,7 @@ class Heartbeats:
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
             try:
-                ended = await asyncio.to_thread(self._write, chunk)
+                ended = await to_thread(self._write, chunk)
             except StoreUnavailable:
                 log.warning("could not record %d heartbeats; retrying with the next flush", len(items) - start)
                 for connection_id, beat in items[start:]:

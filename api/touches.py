@@ -21,6 +21,7 @@ import threading
 import uuid
 from datetime import timedelta
 
+from sessionflow.api.threads import to_thread
 from sessionflow.persistence import SESSIONS, StoreUnavailable, TransitionService
 
 log = logging.getLogger("sessionflow.auth")
@@ -58,7 +59,7 @@ class Touches:
         for start in range(0, len(batch), CHUNK):
             chunk = batch[start : start + CHUNK]
             try:
-                await asyncio.to_thread(self._write, chunk)
+                await to_thread(self._write, chunk)
             except StoreUnavailable:
                 log.warning(
                     "could not record activity of %d sessions; retrying with the next flush", len(batch) - start

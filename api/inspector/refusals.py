@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from sessionflow.api.observability import REQUEST_ID
+from sessionflow.api.threads import to_thread
 from sessionflow.lifecycle import Clock, EventRefused
 from sessionflow.persistence import Database, inspection
 
@@ -75,7 +76,7 @@ class RefusalLog:
         if not self.queued:
             return
         try:
-            await asyncio.to_thread(self.flush)
+            await to_thread(self.flush)
         except Exception as exc:  # noqa: BLE001 - the store may be down; these refusals are lost, said once
             log.warning("could not record refused events (%s)", type(exc).__name__)
         if self.dropped:
