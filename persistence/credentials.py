@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import Update, and_, bindparam, insert, select, update
 
 from sessionflow.lifecycle import SESSION
 from sessionflow.persistence.models import RefreshToken, Session, WsTicket, table
@@ -162,18 +162,14 @@ def generation_of(tx: Tx, session_id: uuid.UUID) -> int:
     return int(row[0])
 
 
+def _generation_bump() -> Update:
+    c = _sessions.c
+    return update(_sessions).where(c.id == bindparam("sid")).values(token_generation=c.token_generation + 1)
+
+
 def next_generation(tx: Tx, session_id: uuid.UUID) -> int:
     """Advance the session's token generation; every access token of an older generation stops working."""
-    c = _sessions.c
-    prepared = tx.db.prepare(
-        "generation_bump",
-        lambda: (
-            update(_sessions)
-            .where(c.id == bindparam("sid"))
-            .values(token_generation=c.token_generation + 1)
-            .returning(c.token_generation)
-        ),
-    )
+    prepared = tx.db.prepare("generation_bump", lambda: _generation_bump().returning(_sessions.c.token_generation))
     row = tx.cursor.one(prepared, {"sid": session_id})
     if row is None:
         raise LookupError(f"no session {session_id}")
@@ -183,12 +179,7 @@ def next_generation(tx: Tx, session_id: uuid.UUID) -> int:
 def retire_generation(tx: Tx, session_id: uuid.UUID) -> None:
     """:func:`next_generation` for a session that is ending: nobody needs the new number, so nothing waits
     for it (on PostgreSQL the update goes to the server with the commit, see ``WriteTransaction``)."""
-    c = _sessions.c
-    prepared = tx.db.prepare(
-        "generation_retire",
-        lambda: update(_sessions).where(c.id == bindparam("sid")).values(token_generation=c.token_generation + 1),
-    )
-    tx.cursor.execute(prepared, {"sid": session_id})
+    tx.cursor.execute(tx.db.prepare("generation_retire", _generation_bump), {"sid": session_id})
 
 
 def anonymous_token_matches(tx: Tx, session_id: uuid.UUID, token: str) -> bool:

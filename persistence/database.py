@@ -354,7 +354,7 @@ class Database:
                 raw.dbapi_connection.autocommit = True
             cursor = Cursor(raw.cursor())
         except BaseException as exc:
-            if (unavailable := self._end_read(raw, exc)) is not None:
+            if (unavailable := self._end_autocommit(raw, exc)) is not None:
                 raise unavailable from exc
             raise
         self._reading.cursor = cursor
@@ -362,15 +362,19 @@ class Database:
             yield cursor
         except BaseException as exc:
             self._reading.cursor = None
-            if (unavailable := self._end_read(raw, exc)) is not None:
+            if (unavailable := self._end_autocommit(raw, exc)) is not None:
                 raise unavailable from exc
             raise
         self._reading.cursor = None
-        self._end_read(raw, None)
+        self._end_autocommit(raw, None)
 
-    def _end_read(self, raw: Any, exc: BaseException | None) -> StoreUnavailable | None:
-        """Hand a read's connection back, out of autocommit first; one that cannot leave it is not kept."""
+    def _end_autocommit(self, raw: Any, exc: BaseException | None) -> StoreUnavailable | None:
+        """Hand back a connection a read or a PostgreSQL write transaction ran on in autocommit: rolled back
+        after ``exc`` (a write's own ``BEGIN`` may still be open), then out of autocommit; one that cannot
+        leave it is not kept."""
         if self.is_postgresql:
+            if exc is not None:
+                _rollback_quietly(raw)  # autocommit cannot change inside a transaction
             try:
                 raw.dbapi_connection.autocommit = False
             except Exception as error:  # noqa: BLE001 - broken: the pool must never hand it to a writer
@@ -558,10 +562,8 @@ class WriteTransaction:
                     pipeline.__exit__(None, None, None)
             if self._no_wait:
                 return db._hand_back_loop_writer(raw, exc)
-            if db.is_postgresql:  # out of autocommit, after the rollback, as a read hands its connection back
-                if exc is not None:
-                    _rollback_quietly(raw)
-                return db._end_read(raw, exc)
+            if db.is_postgresql:  # the transaction ran in autocommit, with its own BEGIN
+                return db._end_autocommit(raw, exc)
             return db._hand_back(raw, exc)
         finally:
             db.give_back_write_turn()

@@ -160,6 +160,9 @@ def test_a_served_logout_that_waits_for_the_lock_leaves_the_server_answering(tmp
         assert max(took) < 0.5, f"a health check took {max(took):.2f} s while the logout waited"
 
 
+SSL_REQUEST, GSSENC_REQUEST = 80877103, 80877104  # the untyped messages that may come before the startup one
+
+
 class AnswerCounter(Proxy):
     """Counts the times clients of the proxied PostgreSQL ask the server to answer now, and then wait for it:
     each ``Sync``, ``Flush`` or simple ``Query`` message they send (protocol 3.0), except a ``Flush`` right
@@ -185,7 +188,7 @@ class AnswerCounter(Proxy):
                 length, code = struct.unpack("!ii", buffer[:8])
                 if len(buffer) < length:
                     return
-                if code not in (80877103, 80877104):
+                if code not in (SSL_REQUEST, GSSENC_REQUEST):
                     self._started.add(pair)
                 del buffer[:length]
                 continue
