@@ -97,8 +97,8 @@ from sessionflow.api.context import AppContext
 from sessionflow.api.passwords import hash_password, verify_password
 from sessionflow.api.routes import sessions as session_routes
 from sessionflow.api.settings import Settings
-from sessionflow.lifecycle import Actor, SystemClock
-from sessionflow.persistence import Applied, Database, TransitionService, UserRecord, migrate
+from sessionflow.lifecycle import SESSION, Actor, SystemClock
+from sessionflow.persistence import Applied, Database, UserRecord, migrate
 from sessionflow.persistence.users import create_user
 
 OWN_FILES = ("bench/http.py", "api", "persistence", "lifecycle")
@@ -180,21 +180,16 @@ def api_app_with_bare_route() -> Litestar:
     return app
 
 
-def _no_fire(self: TransitionService, machine: str, instance_id: object, event: object, **_: object) -> Applied:
+def _no_fire(
+    ctx: AppContext, request: Request[Any, Any, State], session_id: uuid.UUID, event: str, options: object
+) -> Applied:
     now = datetime.now(UTC)
-    return Applied(machine, uuid.UUID(str(instance_id)), str(event), "session_active", "closed", 3, Actor.CLIENT, now)
-
-
-def _any_caller(
-    ctx: AppContext, request: Request[Any, Any, State], session_id: uuid.UUID, purpose: Purpose = Purpose.USE
-) -> Actor:
-    return Actor.CLIENT
+    return Applied(SESSION.name, session_id, event, "session_active", "closed", 3, Actor.CLIENT, now)
 
 
 def api_app_stubbed() -> Litestar:
     """The real application, its event route authenticating nobody and writing nothing (in this process only)."""
-    session_routes._caller = _any_caller
-    TransitionService.fire = _no_fire  # type: ignore[method-assign]
+    session_routes._fire = _no_fire
     return create_app(Settings.from_env(), run_sweeper=False)
 
 
@@ -658,9 +653,9 @@ def read_phase(api: harness.Server, bare: harness.Server, pool: SessionPool, gen
 def handler_work(pool: SessionPool, n: int, rounds: int = 3) -> list[tuple[str, float]]:
     """The event handler's work in this process on the same database, request after request: CPU ms each.
 
-    Per request, as the handler does it: authenticate (a read after the previous request's write, as in the
-    server), then log out. The authentication is split in two: the access token's first check on its own,
-    then ``Authenticator.bearer``, which finds the token remembered and reads and checks the session row.
+    Per request, as the handler does it (``api/routes/sessions.py``, ``_fire``): the access token's first
+    check, then one transaction that reads and locks the session row, checks the token against it
+    (``Authenticator.holder``, which finds the token remembered) and fires the logout from that read.
     Fresh sessions (no idle-timer touch, as in the timed blocks); medians of ``rounds``.
     """
     auth, service = pool.ctx.auth, pool.ctx.service
@@ -672,9 +667,10 @@ def handler_work(pool: SessionPool, n: int, rounds: int = 3) -> list[tuple[str, 
             start = clock()
             auth.tokens.verify(issued.access_token)
             verified = clock()
-            auth.bearer(f"Bearer {issued.access_token}", Purpose.USE)
-            authenticated = clock()
-            service.fire("session", issued.session_id, "logout", actor=Actor.CLIENT, request_id="bench")
+            with service.transaction() as tx:
+                auth.holder(tx, issued.access_token, Purpose.FIRE)
+                authenticated = clock()
+                tx.fire("session", issued.session_id, "logout", actor=Actor.CLIENT, request_id="bench")
             spent["verify"] += verified - start
             spent["authenticate"] += authenticated - verified
             spent["logout"] += clock() - authenticated
@@ -682,10 +678,10 @@ def handler_work(pool: SessionPool, n: int, rounds: int = 3) -> list[tuple[str, 
             figures[name].append(seconds / n * 1e3)
     verify, authenticate, logout = (median(figures[name]) for name in ("verify", "authenticate", "logout"))
     return [
-        ("authenticate (Authenticator.bearer)", verify + authenticate),
+        ("authenticate (the token, then the session row in the logout's transaction)", verify + authenticate),
         ("  of which the access token's first check (AccessTokens.verify: pyjwt HS256, claims)", verify),
-        ("  of which the session row (TransitionService.get: SQLAlchemy Core) and checks", authenticate),
-        ("log out (Flows.logout: fire logout, retire credentials, commit)", logout),
+        ("  of which the session row, read and locked (Tx.snapshot), and the checks", authenticate),
+        ("log out (fire logout from that read, retire credentials, commit)", logout),
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy.sql import ClauseElement, Select
 
 from sessionflow.lifecycle import CONNECTION, SESSION, Definition, Engine, engine
 from sessionflow.persistence.models import Connection, IdempotencyKey, Session, TransitionRecord, table
+from sessionflow.persistence.records import Snapshot
 
 HISTORY = table(TransitionRecord)
 IDEMPOTENCY = table(IdempotencyKey)
@@ -43,11 +45,18 @@ class Binding:
         return (self.table.c.state, self.table.c.version, *self.timer_columns)
 
     def select_state(self, *, lock: bool) -> ClauseElement:
-        stmt = select(*self.state_columns()).where(self.table.c.id == bindparam("id"))
-        # FOR NO KEY UPDATE: writers of one instance queue here, but rows that merely reference it
-        # (a new connection's foreign key takes KEY SHARE) do not, so two first connections of a
-        # session opening at once cannot deadlock.
-        return stmt.with_for_update(key_share=True) if lock else stmt
+        """``state_columns()`` of the instance ``:id``; with ``lock``, locked as :meth:`select_row` says."""
+        return _locked(select(*self.state_columns()).where(self.table.c.id == bindparam("id")), lock)
+
+    def select_row(self, *, lock: bool) -> ClauseElement:
+        """Every column of the instance ``:id``, in table order; with ``lock``, locked for this transaction."""
+        return _locked(select(*self.table.c).where(self.table.c.id == bindparam("id")), lock)
+
+    def snapshot(self, iid: uuid.UUID, found: tuple[Any, ...]) -> Snapshot:
+        """The instance whose :meth:`select_row` gave ``found``."""
+        row = dict(zip((column.name for column in self.table.c), found, strict=True))
+        timers = {name: row[f"{name}_due_at"] for name in self.timer_names}
+        return Snapshot(self.name, iid, row["state"], row["version"], timers, row)
 
     def compare_and_set(self) -> object:
         """UPDATE ... WHERE id = :id AND version = :expected RETURNING id."""
@@ -138,3 +147,10 @@ def idempotency_insert() -> object:
     return insert(IDEMPOTENCY).values(
         {name: bindparam(name) for name in ("machine", "instance_id", "key", "event", "outcome", "created_at")}
     )
+
+
+def _locked(stmt: Select[Any], lock: bool) -> Select[Any]:
+    # FOR NO KEY UPDATE: writers of one instance queue here, but rows that merely reference it
+    # (a new connection's foreign key takes KEY SHARE) do not, so two first connections of a
+    # session opening at once cannot deadlock.
+    return stmt.with_for_update(key_share=True) if lock else stmt

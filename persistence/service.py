@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Unpack
 
-from sqlalchemy import bindparam, select
-
 from sessionflow.lifecycle import Clock, EventRefused, SystemClock
 from sessionflow.persistence import validate
 from sessionflow.persistence.bindings import BINDINGS, Binding, history_insert
@@ -143,13 +141,18 @@ class _Compiled:
     for the transition as a whole).
     """
 
-    __slots__ = ("compare_and_set", "engine", "history", "load", "timer_columns", "timer_names")
+    __slots__ = ("compare_and_set", "engine", "history", "load", "row", "timer_columns", "timer_names")
 
     def __init__(self, db: Database, binding: Binding) -> None:
         lock = db.is_postgresql  # SELECT ... FOR UPDATE: concurrent writers queue instead of conflicting
         types = [column.type for column in binding.state_columns()]
         self.engine = binding.engine
         self.load = db.prepare(("load", binding.name, lock), lambda: binding.select_state(lock=lock), types)
+        self.row = db.prepare(
+            ("row", binding.name, lock),
+            lambda: binding.select_row(lock=lock),
+            [column.type for column in binding.table.c],
+        )
         self.compare_and_set = db.prepare(("cas", binding.name), binding.compare_and_set)
         self.history = db.prepare("history", history_insert)
         self.timer_names = binding.timer_names
@@ -190,16 +193,10 @@ class Transaction:
 
 
 def _read(db: Database, binding: Binding, iid: uuid.UUID) -> Snapshot:
-    columns = list(binding.table.c)
-    prepared = db.prepare(
-        ("read", binding.name),
-        lambda: select(*columns).where(binding.table.c.id == bindparam("id")),
-        [column.type for column in columns],
-    )
+    types = [column.type for column in binding.table.c]
+    prepared = db.prepare(("read", binding.name), lambda: binding.select_row(lock=False), types)
     with db.read() as cursor:
         found = cursor.one(prepared, {"id": iid})
     if found is None:
         raise InstanceNotFound(binding.name, iid)
-    row = dict(zip((column.name for column in columns), found, strict=True))
-    timers = {name: row[f"{name}_due_at"] for name in binding.timer_names}
-    return Snapshot(binding.name, iid, row["state"], row["version"], timers, row)
+    return binding.snapshot(iid, found)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sessionflow.service")
 
+_Loaded = tuple[str, int, dict[str, datetime | None]]  # state, version, timers
 _MAX_TIMER_FIRES = 32  # far above any real chain (expire -> end); a bound against a broken definition
 
 
@@ -90,6 +91,10 @@ class Tx:
         self.db = service.db
         self.now = now
         self.applied: list[Applied] = []  # every event this transaction applied, in order
+        # What this transaction last read or wrote of each instance's state, version and timers. It holds
+        # for the rest of the transaction: the row is locked (PostgreSQL) or the database is (SQLite), and
+        # only this class writes those columns. So an event after an authentication does not read again.
+        self._known: dict[tuple[str, uuid.UUID], _Loaded] = {}
 
     # -- creation ----------------------------------------------------------------------
 
@@ -113,7 +118,31 @@ class Tx:
             ("insert", binding.name, columns), lambda: table.insert().values({c: bindparam(c) for c in columns})
         )
         self.cursor.execute(prepared, row)
+        self._known[binding.name, iid] = (row["state"], 0, timers)
         return Snapshot(binding.name, iid, row["state"], 0, timers, row)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def snapshot(self, binding: Binding, iid: uuid.UUID) -> Snapshot:
+        """The instance's whole row, locked as an event's load locks it, its due timers fired first.
+
+        What a request checks before it fires an event on the same instance (its credentials, say): the
+        event then starts from this read instead of reading the row again.
+        """
+        compiled = self.service._compiled(binding)
+        found = self.cursor.one(compiled.row, {"id": iid})
+        if found is None:
+            raise InstanceNotFound(binding.name, iid)
+        snapshot = binding.snapshot(iid, found)
+        timers = dict(snapshot.timers)
+        if self._fire_due_loaded(binding, iid, snapshot.state, snapshot.version, timers, request_id=None):
+            # Rare (a timer came due since the last write): the firing may have changed more of the row.
+            found = self.cursor.one(compiled.row, {"id": iid})
+            assert found is not None  # locked, and timers never delete it
+            snapshot = binding.snapshot(iid, found)
+            timers = dict(snapshot.timers)
+        self._known[binding.name, iid] = (snapshot.state, snapshot.version, timers)
+        return snapshot
 
     # -- events ------------------------------------------------------------------------
 
@@ -194,6 +223,7 @@ class Tx:
         if self._fire_due_loaded(binding, iid, state, version, timers, request_id=None, until=since):
             return False
         touched = binding.engine.touched_timers(state, timers, at, self.service.durations_for(binding))
+        self._known.pop((binding.name, iid), None)  # the timers below may or may not be written
         values: dict[str, Any] = {"id": iid, "expected": version, "next_due_at": _earliest(touched)}
         values.update({f"{name}_due_at": due for name, due in touched.items()})
         return self.cursor.one(self.db.prepare(("touch", binding.name), binding.touch), values) is not None
@@ -211,12 +241,18 @@ class Tx:
 
     _last_timers: dict[str, datetime | None]
 
-    def _load(self, binding: Binding, iid: uuid.UUID) -> tuple[str, int, dict[str, datetime | None]]:
+    def _load(self, binding: Binding, iid: uuid.UUID, *, fresh: bool = False) -> _Loaded:
+        """State, version and timers: as this transaction last saw them, else (or ``fresh``) read and locked."""
+        known = None if fresh else self._known.get((binding.name, iid))
+        if known is not None:
+            return known[0], known[1], dict(known[2])
         compiled = self.service._compiled(binding)
         row = self.cursor.one(compiled.load, {"id": iid})
         if row is None:
             raise InstanceNotFound(binding.name, iid)
-        return row[0], row[1], dict(zip(compiled.timer_names, row[2:], strict=True))
+        loaded = row[0], row[1], dict(zip(compiled.timer_names, row[2:], strict=True))
+        self._known[binding.name, iid] = loaded
+        return loaded[0], loaded[1], dict(loaded[2])
 
     def _fire_due_loaded(
         self,
@@ -272,7 +308,7 @@ class Tx:
         for name, due in outcome.timers.items():
             values[columns[name]] = due
         if self.cursor.one(compiled.compare_and_set, values) is None:
-            _, actual, _ = self._load(binding, iid)
+            _, actual, _ = self._load(binding, iid, fresh=True)
             raise VersionConflict(binding.name, iid, version, actual, stale=False)
         self.cursor.execute(
             compiled.history,
@@ -289,6 +325,7 @@ class Tx:
                 "detail": detail,
             },
         )
+        self._known[binding.name, iid] = (outcome.dest, new_version, dict(outcome.timers))
         applied = Applied(
             binding.name, iid, outcome.event, outcome.source, outcome.dest, new_version, outcome.actor, at
         )

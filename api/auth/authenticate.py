@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sessionflow.api.auth.tokens import ANONYMOUS_TYPE, AccessTokens
+from sessionflow.api.auth.tokens import ANONYMOUS_TYPE, AccessClaims, AccessTokens
 from sessionflow.api.errors import AuthError, InvalidCredentials, NotConnectable
 from sessionflow.api.touches import Touches
 from sessionflow.lifecycle import SESSION, Access, Definition, access
-from sessionflow.persistence import InstanceNotFound, RowCache, Snapshot, TransitionService, credentials
+from sessionflow.persistence import SESSIONS, InstanceNotFound, RowCache, Snapshot, TransitionService, Tx, credentials
 
 T = TypeVar("T")
 TOUCH_EVERY = timedelta(seconds=60)  # at most one idle-timer write per session per minute
@@ -105,6 +105,10 @@ class Authenticator:
 
     def bearer(self, authorization: str | None, purpose: Purpose, *, may_write: bool = True) -> Principal:
         """Authenticate an ``Authorization: Bearer <token>`` header value (``may_write``: see :meth:`token`)."""
+        return self.token(self.bearer_token(authorization), purpose, may_write=may_write)
+
+    def bearer_token(self, authorization: str | None) -> str:
+        """The token of an ``Authorization: Bearer <token>`` header value, unchecked."""
         if not authorization:
             raise InvalidCredentials(
                 "no credentials: send Authorization: Bearer <access token>", code="credentials_missing"
@@ -114,7 +118,7 @@ class Authenticator:
             raise InvalidCredentials(
                 "the Authorization header must be 'Bearer <access token>'", code="credentials_missing"
             )
-        return self.token(token.strip(), purpose, may_write=may_write)
+        return token.strip()
 
     def token(self, token: str, purpose: Purpose, *, may_write: bool = True) -> Principal:
         """The principal ``token`` stands for, or the refusal. With ``may_write`` false nothing is written:
@@ -125,6 +129,37 @@ class Authenticator:
             snapshot = self.session(claims.session_id, may_write=may_write)
         except InstanceNotFound:
             raise InvalidCredentials("the token names no session", code="session_unknown") from None
+
+        def touch() -> None:
+            if not may_write:
+                raise WriteNeeded
+            self.service.touch(SESSION.name, snapshot.id)
+
+        return self._principal(token, claims, snapshot, purpose, touch)
+
+    def holder(self, tx: Tx, token: str, purpose: Purpose) -> Principal:
+        """:meth:`token`, inside ``tx``: for a request that goes on to act on the token's own session in it.
+
+        The session row is read, locked, by the transaction, whose event on it then starts from that read
+        instead of reading it again; a logout reads it once, not twice. The check and the event see the
+        same row, with nothing committed between them. Due timers fire in ``tx``, and a refusal rolls
+        them back with it (the next read fires them again).
+        """
+        claims = self.tokens.verify(token)
+        try:
+            snapshot = tx.snapshot(SESSIONS, claims.session_id)
+        except InstanceNotFound:
+            raise InvalidCredentials("the token names no session", code="session_unknown") from None
+
+        def touch() -> None:
+            tx.touch(SESSIONS, snapshot.id)
+
+        return self._principal(token, claims, snapshot, purpose, touch)
+
+    def _principal(
+        self, token: str, claims: AccessClaims, snapshot: Snapshot, purpose: Purpose, touch: Callable[[], None]
+    ) -> Principal:
+        """Check the verified ``token`` against its session row; ``touch()`` writes an idle touch now."""
         row = snapshot.row
         if claims.typ == ANONYMOUS_TYPE:
             stored = row.get("anonymous_token_hash")
@@ -142,7 +177,7 @@ class Authenticator:
         require(snapshot.state, purpose)
         if row.get("token_generation") != claims.generation:
             raise InvalidCredentials("the token was superseded by a newer one; use the latest", code="token_superseded")
-        self._touch(snapshot.id, snapshot.timers.get("idle"), may_write=may_write)
+        self._touch(snapshot.id, snapshot.timers.get("idle"), touch)
         return Principal(
             snapshot.id,
             claims.user_id,
@@ -201,7 +236,7 @@ class Authenticator:
         user_id = snapshot.row.get("user_id")
         return Principal(session_id, user_id, snapshot.state, snapshot.version, False, int(expires.timestamp()))
 
-    def _touch(self, session_id: uuid.UUID, idle_due: object, *, may_write: bool) -> None:
+    def _touch(self, session_id: uuid.UUID, idle_due: object, touch: Callable[[], None]) -> None:
         """Authenticated use is activity: push the idle timeout back, at most once a minute.
 
         A running app defers the write to this worker's next batch (:class:`~sessionflow.api.touches.Touches`),
@@ -214,7 +249,5 @@ class Authenticator:
             return
         if self.touches is not None and left > self.touches.safe_margin:
             self.touches.note(session_id)
-        elif may_write:
-            self.service.touch(SESSION.name, session_id)
         else:
-            raise WriteNeeded
+            touch()

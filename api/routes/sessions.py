@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -25,7 +26,7 @@ from sessionflow.api.auth.authenticate import Principal, Purpose, require
 from sessionflow.api.context import BEARER_REQUIRED, AppContext, Ctx, request_id
 from sessionflow.api.problems import problem, responses
 from sessionflow.lifecycle import SESSION, Actor, engine
-from sessionflow.persistence import Applied, InstanceNotFound, Snapshot, queries
+from sessionflow.persistence import Applied, FireOptions, InstanceNotFound, Snapshot, queries
 
 _ETAG = re.compile(r'^\s*(W/)?"(\d{1,10})"\s*$')
 
@@ -155,20 +156,15 @@ class SessionController(Controller):
         allow 409, a guard that is not met 409 with the guard named.
         """
 
-        def fire() -> Applied:  # may run twice (AppContext.write): authentication, then the transition
-            actor = _caller(ctx, request, session_id, Purpose.FIRE)
-            return ctx.service.fire(
-                SESSION.name,
-                session_id,
-                event,
-                actor=actor,
+        def options() -> FireOptions:
+            return FireOptions(
                 expected_version=_if_match(if_match),
                 idempotency_key=idempotency_key,
                 request_id=request_id(request),
                 detail={"reason": data.reason[:MAX_REASON]} if data and data.reason else None,
             )
 
-        applied = await ctx.write(fire)
+        applied = await ctx.write(lambda: _fire(ctx, request, session_id, event, options))
         return Response(_result(applied), headers={"ETag": f'"{applied.version}"'})
 
     @post(
@@ -188,6 +184,27 @@ class SessionController(Controller):
             token_generation=principal.token_generation,
         )
         return Ticket(ticket=ticket, expires_in=expires_in)
+
+
+def _fire(
+    ctx: AppContext,
+    request: Request[Any, Any, State],
+    session_id: uuid.UUID,
+    event: str,
+    options: Callable[[], FireOptions],
+) -> Applied:
+    """The event route's work: authenticate the caller, then fire as the holder or as an admin.
+
+    May run twice (``AppContext.write``). On the holder's own session one transaction checks the token
+    against the session row and fires from that read; an admin's own session is checked first, on its own.
+    """
+    token = ctx.auth.bearer_token(request.headers.get("authorization"))
+    if ctx.auth.tokens.verify(token).session_id == session_id:
+        with ctx.service.transaction() as tx:
+            ctx.auth.holder(tx, token, Purpose.FIRE)
+            return tx.fire(SESSION.name, session_id, event, actor=Actor.CLIENT, **options())
+    actor = _caller(ctx, request, session_id, Purpose.FIRE)
+    return ctx.service.fire(SESSION.name, session_id, event, actor=actor, **options())
 
 
 def _caller(
