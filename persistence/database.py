@@ -33,6 +33,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from sessionflow.persistence.bounded import bound_waits
 from sessionflow.persistence.errors import StoreUnavailable, WouldWait
+from sessionflow.persistence.liveness import ping_only_when_closed
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -68,11 +69,11 @@ def create_db_engine(url: str, *, pool_size: int = 10, timeout: float | None = N
             parsed,
             pool_size=pool_size,
             max_overflow=2 * pool_size,
-            pool_pre_ping=True,
             echo=echo,
             hide_parameters=True,
             **bounded,
         )
+        ping_only_when_closed(engine)  # instead of pool_pre_ping's round trip at every checkout
         if timeout is not None:
             bound_waits(engine, timeout)
         return engine
@@ -194,7 +195,7 @@ class Database:
         # Each writer still has its own connection, so concurrent writers meet SQLite's locking and busy
         # timeout as before; at most pool_size connections are kept, and they no longer count against the
         # pool. Not for in-memory databases, where each connection is its own database, nor PostgreSQL,
-        # whose pool pre-pings connections that the server may have dropped.
+        # whose pool checks at checkout for connections the server has closed (persistence/liveness.py).
         self._spare_writers: list[Any] | None = [] if self.is_sqlite and isinstance(engine.pool, QueuePool) else None
         self._max_spare_writers = engine.pool.size() if isinstance(engine.pool, QueuePool) else 0
         # SQLite takes one writer at a time anyway; in this process, writers queue on a lock in turn
@@ -385,8 +386,8 @@ class Database:
     @contextmanager
     def one_connection(self) -> Iterator[None]:
         """On PostgreSQL, reads and write transactions begun on this thread in this block, one after another,
-        take one pooled connection: one checkout and one pre-ping (a round trip) for a request that
-        authenticates and then writes, instead of one per read and per transaction. A read or write that
+        take one pooled connection: one checkout for a request that authenticates and then writes,
+        instead of one per read and per transaction. A read or write that
         starts while another is open on it takes a connection of its own, as outside the block. Nothing
         changes on SQLite, whose writers keep spare connections already."""
         if not self.is_postgresql or getattr(self._held, "slot", None) is not None:
