@@ -19,7 +19,8 @@ from sessionflow.api.auth.flows import Flows
 from sessionflow.api.auth.services import ServiceAuth
 from sessionflow.api.errors import Forbidden
 from sessionflow.api.settings import Settings
-from sessionflow.persistence import Database, TransitionService, WouldWait, users
+from sessionflow.lifecycle import SESSION, Actor
+from sessionflow.persistence import Applied, Database, FireOptions, TransitionService, WouldWait, users
 
 BEARER = "BearerToken"  # the OpenAPI security scheme of the access token
 BEARER_REQUIRED: list[dict[str, list[str]]] = [{BEARER: []}]
@@ -111,6 +112,13 @@ class AppContext:
         if may_write or self.auth.rows is None:
             return self.db.read()
         return self.auth.rows.one_look()
+
+    def fire_as_holder(self, token: str, event: str, options: Callable[[], FireOptions] = FireOptions) -> Applied:
+        """Fire ``event`` on ``token``'s own session as its holder, in one transaction with the token's check
+        against the session row (:meth:`Authenticator.holder`); ``options()`` are asked for after the check."""
+        with self.service.transaction() as tx:
+            session_id = self.auth.holder(tx, token, Purpose.FIRE).session_id
+            return tx.fire(SESSION.name, session_id, event, actor=Actor.CLIENT, **options())
 
     async def authenticate(self, request: Request[object, object, State], purpose: Purpose = Purpose.USE) -> Principal:
         """:meth:`principal`, through :meth:`read`."""

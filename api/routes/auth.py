@@ -13,13 +13,12 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from sessionflow.api import observability
 from sessionflow.api.auth import browser
-from sessionflow.api.auth.authenticate import Purpose
 from sessionflow.api.auth.flows import Issued
 from sessionflow.api.context import BEARER_REQUIRED, AppContext, Ctx, request_id
 from sessionflow.api.errors import InvalidCredentials
 from sessionflow.api.problems import problem, responses
 from sessionflow.lifecycle import SESSION, Actor, SessionEvent
-from sessionflow.persistence import InvalidInput
+from sessionflow.persistence import FireOptions, InvalidInput
 from sessionflow.persistence.users import validate_username
 
 
@@ -174,11 +173,15 @@ class AuthController(Controller):
         """End the session of the bearer token; without one, of the refresh cookie. The cookie is cleared."""
         if request.headers.get("authorization") is None and browser.COOKIE in request.cookies:
             session_id = ctx.flows.session_of_refresh(_cookie_token(ctx, request))
-        else:
-            session_id = ctx.principal(request, Purpose.FIRE).session_id
-        applied = ctx.service.fire(
-            SESSION.name, session_id, SessionEvent.LOGOUT, actor=Actor.CLIENT, request_id=request_id(request)
-        )
+            applied = ctx.service.fire(
+                SESSION.name, session_id, SessionEvent.LOGOUT, actor=Actor.CLIENT, request_id=request_id(request)
+            )
+        else:  # one transaction checks the token against its session row and logs it out
+            token = ctx.auth.bearer_token(request.headers.get("authorization"))
+            applied = ctx.fire_as_holder(
+                token, SessionEvent.LOGOUT, lambda: FireOptions(request_id=request_id(request))
+            )
+            session_id = applied.instance_id
         cookies = [browser.cleared_cookie(request, ctx.settings)] if browser.COOKIE in request.cookies else []
         return Response(LogoutResponse(session_id=session_id, state=applied.to_state), cookies=cookies)
 

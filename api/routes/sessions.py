@@ -200,9 +200,7 @@ def _fire(
     """
     token = ctx.auth.bearer_token(request.headers.get("authorization"))
     if ctx.auth.tokens.verify(token).session_id == session_id:
-        with ctx.service.transaction() as tx:
-            ctx.auth.holder(tx, token, Purpose.FIRE)
-            return tx.fire(SESSION.name, session_id, event, actor=Actor.CLIENT, **options())
+        return ctx.fire_as_holder(token, event, options)
     actor = _caller(ctx, request, session_id, Purpose.FIRE)
     return ctx.service.fire(SESSION.name, session_id, event, actor=actor, **options())
 
