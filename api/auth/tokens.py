@@ -43,20 +43,28 @@ class AccessTokens:
 
     def _encode(self, typ: str, sub: str, session_id: uuid.UUID, generation: int, ttl: timedelta) -> str:
         now = int(self.clock.now().timestamp())
+        jti, expires_at = uuid.uuid4().hex, now + int(ttl.total_seconds())
         payload = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": sub,
             "sid": str(session_id),
-            "jti": uuid.uuid4().hex,
+            "jti": jti,
             "iat": now,
             "nbf": now,
-            "exp": now + int(ttl.total_seconds()),
+            "exp": expires_at,
             "typ": typ,
             "gen": generation,
         }
         key = self.keys.current
-        return jwt.encode(payload, key.signing_key, algorithm=key.algorithm, headers={"kid": key.kid})
+        token = jwt.encode(payload, key.signing_key, algorithm=key.algorithm, headers={"kid": key.kid})
+        # What verify() would find, remembered now: a client's first request with a token this process just
+        # issued (after a login or a refresh) is not decoded again. Another worker decodes it once.
+        user_id = uuid.UUID(sub) if typ == ACCESS_TYPE else None
+        self._verified.remember(
+            token, (key.kid, key, AccessClaims(typ, user_id, session_id, generation, jti, expires_at))
+        )
+        return token
 
     def verify(self, token: str) -> AccessClaims:
         """Decode and check ``token``; raise :class:`InvalidCredentials` with a code saying why not.
