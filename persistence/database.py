@@ -386,10 +386,10 @@ class Database:
     @contextmanager
     def one_connection(self) -> Iterator[None]:
         """On PostgreSQL, reads and write transactions begun on this thread in this block, one after another,
-        take one pooled connection: one checkout for a request that authenticates and then writes,
-        instead of one per read and per transaction. A read or write that
-        starts while another is open on it takes a connection of its own, as outside the block. Nothing
-        changes on SQLite, whose writers keep spare connections already."""
+        take one pooled connection: one checkout for a request that authenticates and then writes, instead
+        of one per read and per transaction. A read or write that starts while another is open on it takes
+        a connection of its own, as outside the block. Nothing changes on SQLite, whose writers keep spare
+        connections already."""
         if not self.is_postgresql or getattr(self._held, "slot", None) is not None:
             yield
             return
