@@ -1,7 +1,7 @@
 """Bounded waits on PostgreSQL: no step of a conversation with the server waits longer than the timeout.
 
 A partitioned network, or a proxy that keeps the link open but forwards nothing, never answers:
-libpq would wait for ever on a statement, a commit or the pool's pre-ping, and so would every
+libpq would wait for ever on a statement, a commit or the pool's ping, and so would every
 request touching the store. Each psycopg connection made here gives up on any single wait after
 ``timeout`` seconds and closes itself (its protocol state is unknown from then on); the error is an
 ``OperationalError``, which :class:`~sessionflow.persistence.database.Database` reports as
@@ -26,7 +26,8 @@ class BoundedConnection(psycopg.Connection[Any]):
 
     def rollback(self) -> None:
         """Roll back, unless the connection is already gone: then there is nothing to roll back, and the
-        pool's pre-ping replaces it (instead of logging the failed reset as an error with a traceback)."""
+        pool's checkout check replaces it (persistence/liveness.py), instead of logging the failed reset as
+        an error with a traceback."""
         if self.closed:
             return
         super().rollback()

@@ -194,7 +194,8 @@ class Transaction:
 
 def _read(db: Database, binding: Binding, iid: uuid.UUID) -> Snapshot:
     types = [column.type for column in binding.table.c]
-    prepared = db.prepare(("read", binding.name), lambda: binding.select_row(lock=False), types)
+    # The key _Compiled.row uses unlocked (SQLite): one prepared statement for the same SELECT.
+    prepared = db.prepare(("row", binding.name, False), lambda: binding.select_row(lock=False), types)
     with db.read() as cursor:
         found = cursor.one(prepared, {"id": iid})
     if found is None:

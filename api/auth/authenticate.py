@@ -125,10 +125,7 @@ class Authenticator:
         :class:`WriteNeeded` is raised instead when the answer depends on a write (a due timer, an urgent touch).
         """
         claims = self.tokens.verify(token)
-        try:
-            snapshot = self.session(claims.session_id, may_write=may_write)
-        except InstanceNotFound:
-            raise InvalidCredentials("the token names no session", code="session_unknown") from None
+        snapshot = _named(lambda: self.session(claims.session_id, may_write=may_write))
 
         def touch() -> None:
             if not may_write:
@@ -146,10 +143,7 @@ class Authenticator:
         them back with it (the next read fires them again).
         """
         claims = self.tokens.verify(token)
-        try:
-            snapshot = tx.snapshot(SESSIONS, claims.session_id)
-        except InstanceNotFound:
-            raise InvalidCredentials("the token names no session", code="session_unknown") from None
+        snapshot = _named(lambda: tx.snapshot(SESSIONS, claims.session_id))
 
         def touch() -> None:
             tx.touch(SESSIONS, snapshot.id)
@@ -251,3 +245,11 @@ class Authenticator:
             self.touches.note(session_id)
         else:
             touch()
+
+
+def _named(read: Callable[[], Snapshot]) -> Snapshot:
+    """The session row a token names, read by ``read()``; a refusal if there is none."""
+    try:
+        return read()
+    except InstanceNotFound:
+        raise InvalidCredentials("the token names no session", code="session_unknown") from None
