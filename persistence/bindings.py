@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Table, and_, bindparam, insert, select, update
+from sqlalchemy import Column, Table, Update, and_, bindparam, insert, select, update
 from sqlalchemy.sql import ClauseElement, Select
 
 from sessionflow.lifecycle import CONNECTION, SESSION, Definition, Engine, engine
@@ -23,6 +23,9 @@ class Binding:
 
     definition: Definition
     table: Table
+    # Counter columns that move on by one when an instance enters a terminal state, in the compare-and-set
+    # that takes it there (a session's token generation: no credential issued before it ended works again).
+    advanced_on_end: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -58,8 +61,9 @@ class Binding:
         timers = {name: row[f"{name}_due_at"] for name in self.timer_names}
         return Snapshot(self.name, iid, row["state"], row["version"], timers, row)
 
-    def compare_and_set(self) -> object:
-        """UPDATE ... WHERE id = :id AND version = :expected RETURNING id."""
+    def compare_and_set(self, *, ending: bool = False) -> Update:
+        """UPDATE ... WHERE id = :id AND version = :expected RETURNING id; ``ending`` (the new state is
+        terminal) also moves on :attr:`advanced_on_end`."""
         t = self.table
         values: dict[str, Any] = {
             "state": bindparam("state"),
@@ -68,11 +72,25 @@ class Binding:
             "next_due_at": bindparam("next_due_at"),
             **{column.name: bindparam(column.name) for column in self.timer_columns},
         }
+        if ending:
+            values |= {name: t.c[name] + 1 for name in self.advanced_on_end}
         return (
             update(t)
             .where(and_(t.c.id == bindparam("id"), t.c.version == bindparam("expected")))
             .values(values)
             .returning(t.c.id)
+        )
+
+    def compare_and_set_with_history(self, *, ending: bool = False) -> object:
+        """PostgreSQL: :meth:`compare_and_set` and the history row of the transition, one statement (the update
+        a data-modifying ``WITH``); the row is written, and its ``seq`` returned, only if the set happened."""
+        cas = self.compare_and_set(ending=ending).cte("cas")
+        h = HISTORY.c
+        values = [
+            cas.c.id if name == "instance_id" else bindparam(name, type_=h[name].type) for name in HISTORY_COLUMNS
+        ]
+        return (
+            insert(HISTORY).from_select(HISTORY_COLUMNS, select(*values).select_from(cas)).add_cte(cas).returning(h.seq)
         )
 
     def touch(self) -> object:
@@ -102,34 +120,33 @@ class Binding:
 
 def _check(binding: Binding) -> Binding:
     missing = [t.name for t in binding.definition.timers if f"{t.name}_due_at" not in binding.table.c]
+    missing += [name for name in binding.advanced_on_end if name not in binding.table.c]
     if missing:
-        raise RuntimeError(f"table {binding.table.name} lacks due-at columns for timers {missing}")
+        raise RuntimeError(f"table {binding.table.name} lacks columns {missing}")
     return binding
 
 
-SESSIONS = _check(Binding(SESSION, table(Session)))
+SESSIONS = _check(Binding(SESSION, table(Session), advanced_on_end=("token_generation",)))
 CONNECTIONS = _check(Binding(CONNECTION, table(Connection)))
 BINDINGS: dict[str, Binding] = {SESSIONS.name: SESSIONS, CONNECTIONS.name: CONNECTIONS}
 
 
+HISTORY_COLUMNS = (
+    "machine",
+    "instance_id",
+    "seq",
+    "event",
+    "from_state",
+    "to_state",
+    "actor",
+    "request_id",
+    "at",
+    "detail",
+)
+
+
 def history_insert() -> object:
-    return insert(HISTORY).values(
-        {
-            name: bindparam(name)
-            for name in (
-                "machine",
-                "instance_id",
-                "seq",
-                "event",
-                "from_state",
-                "to_state",
-                "actor",
-                "request_id",
-                "at",
-                "detail",
-            )
-        }
-    )
+    return insert(HISTORY).values({name: bindparam(name) for name in HISTORY_COLUMNS})
 
 
 def idempotency_select() -> object:

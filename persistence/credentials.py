@@ -176,12 +176,6 @@ def next_generation(tx: Tx, session_id: uuid.UUID) -> int:
     return int(row[0])
 
 
-def retire_generation(tx: Tx, session_id: uuid.UUID) -> None:
-    """:func:`next_generation` for a session that is ending: nobody needs the new number, so nothing waits
-    for it (on PostgreSQL the update goes to the server with the commit, see ``WriteTransaction``)."""
-    tx.cursor.execute(tx.db.prepare("generation_retire", _generation_bump), {"sid": session_id})
-
-
 def anonymous_token_matches(tx: Tx, session_id: uuid.UUID, token: str) -> bool:
     c = _sessions.c
     prepared = tx.db.prepare(
@@ -264,9 +258,9 @@ def end_with_session(tx: Tx, applied: Applied) -> None:
     """In-transaction hook: a session entering a terminal state takes every credential with it.
 
     Whatever ended it (logout, revocation, reuse detection, a timer), its
-    refresh tokens are spent and its token generation moves on, so no access
-    token, refresh token or ticket issued before works again.
+    refresh tokens are spent here, and its token generation has moved on in
+    the compare-and-set that ended it (``Binding.advanced_on_end``), so no
+    access token, refresh token or ticket issued before works again.
     """
     if applied.machine == SESSION.name and applied.to_state in SESSION.terminal:
         retire_refresh_tokens(tx, applied.instance_id)
-        retire_generation(tx, applied.instance_id)

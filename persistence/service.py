@@ -22,7 +22,7 @@ from sessionflow.persistence import validate
 from sessionflow.persistence.bindings import BINDINGS, Binding, history_insert
 from sessionflow.persistence.connections import cascade
 from sessionflow.persistence.credentials import end_with_session
-from sessionflow.persistence.database import Database
+from sessionflow.persistence.database import Database, Prepared
 from sessionflow.persistence.errors import InstanceNotFound
 from sessionflow.persistence.records import Applied, Snapshot
 from sessionflow.persistence.tx import FireArgs, FireOptions, Tx
@@ -141,7 +141,18 @@ class _Compiled:
     for the transition as a whole).
     """
 
-    __slots__ = ("compare_and_set", "engine", "history", "load", "row", "timer_columns", "timer_names")
+    __slots__ = (
+        "compare_and_set",
+        "ending",
+        "engine",
+        "history",
+        "load",
+        "row",
+        "terminal",
+        "timer_columns",
+        "timer_names",
+        "with_history",
+    )
 
     def __init__(self, db: Database, binding: Binding) -> None:
         lock = db.is_postgresql  # SELECT ... FOR UPDATE: concurrent writers queue instead of conflicting
@@ -154,6 +165,20 @@ class _Compiled:
             [column.type for column in binding.table.c],
         )
         self.compare_and_set = db.prepare(("cas", binding.name), binding.compare_and_set)
+        # Into a terminal state: the same statement, moving on the binding's counters (Binding.advanced_on_end).
+        self.ending = (
+            db.prepare(("cas_end", binding.name), lambda: binding.compare_and_set(ending=True))
+            if binding.advanced_on_end
+            else self.compare_and_set
+        )
+        self.terminal = binding.definition.terminal
+        self.with_history: tuple[Prepared, Prepared] | None = None
+        if db.is_postgresql:  # each with its history row, one statement instead of two: (not ending, ending)
+            with_history = binding.compare_and_set_with_history
+            self.with_history = (
+                db.prepare(("cas_history", binding.name), with_history),
+                db.prepare(("cas_end_history", binding.name), lambda: with_history(ending=True)),
+            )
         self.history = db.prepare("history", history_insert)
         self.timer_names = binding.timer_names
         self.timer_columns = {name: f"{name}_due_at" for name in self.timer_names}

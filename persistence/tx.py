@@ -307,24 +307,28 @@ class Tx:
         columns = compiled.timer_columns
         for name, due in outcome.timers.items():
             values[columns[name]] = due
-        if self.cursor.one(compiled.compare_and_set, values) is None:
+        history = {
+            "machine": binding.name,
+            "instance_id": iid,
+            "seq": new_version,
+            "event": outcome.event,
+            "from_state": outcome.source,
+            "to_state": outcome.dest,
+            "actor": str(outcome.actor),
+            "request_id": request_id,
+            "at": at,
+            "detail": detail,
+        }
+        ending = outcome.dest in compiled.terminal
+        if compiled.with_history is not None:  # PostgreSQL: the history row goes with the set, if it happens
+            done = self.cursor.one(compiled.with_history[ending], values | history) is not None
+        else:
+            done = self.cursor.one(compiled.ending if ending else compiled.compare_and_set, values) is not None
+            if done:
+                self.cursor.execute(compiled.history, history)
+        if not done:
             _, actual, _ = self._load(binding, iid, fresh=True)
             raise VersionConflict(binding.name, iid, version, actual, stale=False)
-        self.cursor.execute(
-            compiled.history,
-            {
-                "machine": binding.name,
-                "instance_id": iid,
-                "seq": new_version,
-                "event": outcome.event,
-                "from_state": outcome.source,
-                "to_state": outcome.dest,
-                "actor": str(outcome.actor),
-                "request_id": request_id,
-                "at": at,
-                "detail": detail,
-            },
-        )
         self._known[binding.name, iid] = (outcome.dest, new_version, dict(outcome.timers))
         applied = Applied(
             binding.name, iid, outcome.event, outcome.source, outcome.dest, new_version, outcome.actor, at
