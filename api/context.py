@@ -81,30 +81,29 @@ class AppContext:
         of the GIL and must win it back from the busy loop: a logout cost 2.6 times its CPU in process there,
         1.6 times on the loop (bench/http.py). The loop's writes leave checkpoints to a worker thread
         (``Database.checkpoint``). ``work`` may run twice, so what it does before its transaction must bear
-        repeating (a check, a read, a due timer fired). On PostgreSQL it always runs in a worker thread, on one
-        pooled connection for its reads and its transaction (``Database.one_connection``).
+        repeating (a check, a read, a due timer fired). On PostgreSQL it runs on the event loop too, its
+        waits for the server awaited there (``Database.on_loop``), on one pooled connection for its reads and
+        its transaction: in a worker thread it won the GIL back from the loop after each wait, which cost a
+        logout about a third of its CPU (bench/peer.py).
         """
-        if self.db.is_sqlite:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + WRITE_WAIT_SECONDS
-            pause = 0.0005
-            while not self.db.take_write_turn():
-                if loop.time() + pause > deadline:
-                    return await sync_to_thread(work)
-                await asyncio.sleep(pause)  # the loop goes on while the other writer finishes
-                pause = min(pause * 2, 0.002)
-            try:
-                with self.db.without_waiting():
-                    return work()
-            except WouldWait:
-                pass  # another process holds SQLite's lock
-            finally:
-                self.db.give_back_write_turn()
-        return await sync_to_thread(self._on_one_connection, work)
-
-    def _on_one_connection(self, work: Callable[[], T]) -> T:
-        with self.db.one_connection():
-            return work()
+        if not self.db.is_sqlite:
+            return await self.db.on_loop(work)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WRITE_WAIT_SECONDS
+        pause = 0.0005
+        while not self.db.take_write_turn():
+            if loop.time() + pause > deadline:
+                return await sync_to_thread(work)
+            await asyncio.sleep(pause)  # the loop goes on while the other writer finishes
+            pause = min(pause * 2, 0.002)
+        try:
+            with self.db.without_waiting():
+                return work()
+        except WouldWait:
+            pass  # another process holds SQLite's lock
+        finally:
+            self.db.give_back_write_turn()
+        return await sync_to_thread(work)
 
     def reading(self, may_write: bool) -> AbstractContextManager[object]:
         """One read for a route's authentication and answer, on one connection; on a read-only pass that

@@ -12,11 +12,16 @@ request touching the store. Each psycopg connection made here gives up on any si
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.errors import _WaitTimeout  # psycopg's own wait timeout: an OperationalError
 from sqlalchemy import Engine, event
+
+from sessionflow.persistence import onloop
+
+T = TypeVar("T")
 
 
 class BoundedConnection(psycopg.Connection[Any]):
@@ -33,20 +38,34 @@ class BoundedConnection(psycopg.Connection[Any]):
         super().rollback()
 
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        """Wait for ``gen`` within the bound: in this thread, or awaited on the event loop inside
+        :func:`sessionflow.persistence.onloop.run`."""
+        bound = timeout if timeout is not None else self.wait_timeout
         try:
-            return super().wait(gen, interval=interval, timeout=timeout if timeout is not None else self.wait_timeout)
+            if onloop.active():
+                return onloop.wait(gen, self.pgconn.socket, interval=interval, timeout=bound)
+            return super().wait(gen, interval=interval, timeout=bound)
         except _WaitTimeout:
             self.close()  # mid-conversation: nothing more can be read or sent on it safely
             raise psycopg.OperationalError(f"no answer from the database within {self.wait_timeout} s") from None
 
 
-def bound_waits(engine: Engine, timeout: float) -> None:
-    """Make every connection ``engine`` opens give up on the server after ``timeout`` seconds at each step."""
+def bound_waits(engine: Engine, timeout: float | None) -> None:
+    """Make every connection ``engine`` opens a :class:`BoundedConnection`: one that gives up on the server
+    after ``timeout`` seconds at each step (None: waits as long as it takes), and that can wait on the event
+    loop (persistence/onloop.py)."""
 
     @event.listens_for(engine, "do_connect")
     def connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> BoundedConnection:
-        cparams.setdefault("connect_timeout", max(2, math.ceil(timeout)))  # libpq's minimum is 2 s
-        cparams.setdefault("options", f"-c statement_timeout={round(timeout * 1000)}")
-        connection = BoundedConnection.connect(*cargs, **cparams)
+        if timeout is not None:
+            cparams.setdefault("connect_timeout", max(2, math.ceil(timeout)))  # libpq's minimum is 2 s
+            cparams.setdefault("options", f"-c statement_timeout={round(timeout * 1000)}")
+        # On the event loop (onloop.run) a new connection is made in a worker thread: it waits for the server.
+        connect = onloop.in_thread if onloop.active() else _call
+        connection = connect(BoundedConnection.connect, *cargs, **cparams)
         connection.wait_timeout = timeout
         return connection
+
+
+def _call(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return func(*args, **kwargs)

@@ -15,15 +15,17 @@ COMMITTED; the compare-and-set on ``version`` decides races.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import Dialect
@@ -31,11 +33,13 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from sessionflow.persistence import onloop
 from sessionflow.persistence.bounded import bound_waits
 from sessionflow.persistence.errors import StoreUnavailable, WouldWait
 from sessionflow.persistence.liveness import ping_only_when_closed
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+T = TypeVar("T")
 
 
 def create_db_engine(url: str, *, pool_size: int = 10, timeout: float | None = None, echo: bool = False) -> Engine:
@@ -74,8 +78,7 @@ def create_db_engine(url: str, *, pool_size: int = 10, timeout: float | None = N
             **bounded,
         )
         ping_only_when_closed(engine)  # instead of pool_pre_ping's round trip at every checkout
-        if timeout is not None:
-            bound_waits(engine, timeout)
+        bound_waits(engine, timeout)
         return engine
     raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
 
@@ -197,20 +200,25 @@ class Database:
         # pool. Not for in-memory databases, where each connection is its own database, nor PostgreSQL,
         # whose pool checks at checkout for connections the server has closed (persistence/liveness.py).
         self._spare_writers: list[Any] | None = [] if self.is_sqlite and isinstance(engine.pool, QueuePool) else None
-        self._max_spare_writers = engine.pool.size() if isinstance(engine.pool, QueuePool) else 0
+        self._max_pooled = engine.pool.size() if isinstance(engine.pool, QueuePool) else 0
+        self._max_spare_writers = self._max_pooled
         # SQLite takes one writer at a time anyway; in this process, writers queue on a lock in turn
         # instead of sleeping and retrying inside SQLite, which under load ran into the busy timeout.
         self._write_turn: threading.RLock | None = threading.RLock() if self.is_sqlite else None
-        # The read a thread has open, if any: reads nested inside it share its connection and transaction,
-        # so a request that authenticates and then answers from the store takes one read (see read()).
-        self._reading = threading.local()
-        self._held = threading.local()  # the connection one_connection() holds for this thread, if any
+        # The read a caller has open and the connection one_connection() holds for it, if any, are kept per
+        # context (_READING, _HELD): per thread, and per request where several share the event loop's thread
+        # (persistence/onloop.py). Reads nested inside an open read share its connection, so a request that
+        # authenticates and then answers from the store takes one read (see read()).
         self._no_wait = threading.local()  # set on a thread inside without_waiting()
         # without_waiting()'s writes use a connection of their own, kept here, that never waits for SQLite's
         # lock and never checkpoints at commit (checkpoint() does, off the event loop).
         self._loop_writer: Any = None
         self._loop_writer_free = threading.Lock()
         self.no_wait_commits = 0  # transactions that connection committed: nothing new, nothing to checkpoint
+        # PostgreSQL work on the event loop (on_loop()): at most what the pool keeps at once, so that none of it
+        # waits for a pooled connection, which would block the loop.
+        self._loop_slots = asyncio.Semaphore(max(1, self._max_pooled)) if self.is_postgresql else None
+        self._engine_ready = False  # on_loop(): whether the engine has made its first connection (in a thread)
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10, timeout: float | None = None) -> Database:
@@ -340,14 +348,14 @@ class Database:
         pool gets it back, so a write transaction never runs on one that
         commits each statement. Authentication reads a session row per
         request: this path costs about half of an ordinary SQLAlchemy
-        connection's (bench/http.py). A read opened while this thread already
+        connection's (bench/http.py). A read opened while this caller already
         has one open joins it: a route wraps its authentication and its own
         reads in one ``read()`` and they take one connection. (Writes never
         join a read: they take their own connection.)
         """
-        joined: Cursor | None = getattr(self._reading, "cursor", None)
-        if joined is not None:
-            yield joined
+        reading = _READING.get()
+        if reading is not None and reading[0] is self:
+            yield reading[1]
             return
         raw = self._writer()
         try:
@@ -358,15 +366,15 @@ class Database:
             if (unavailable := self._end_autocommit(raw, exc)) is not None:
                 raise unavailable from exc
             raise
-        self._reading.cursor = cursor
+        token = _READING.set((self, cursor))
         try:
             yield cursor
         except BaseException as exc:
-            self._reading.cursor = None
+            _READING.reset(token)
             if (unavailable := self._end_autocommit(raw, exc)) is not None:
                 raise unavailable from exc
             raise
-        self._reading.cursor = None
+        _READING.reset(token)
         self._end_autocommit(raw, None)
 
     def _end_autocommit(self, raw: Any, exc: BaseException | None) -> StoreUnavailable | None:
@@ -383,28 +391,58 @@ class Database:
                 exc = exc or error
         return self._hand_back(raw, exc)
 
+    async def on_loop(self, work: Callable[[], T]) -> T:
+        """PostgreSQL: ``work()`` on the event loop, its waits awaited there instead of blocking a worker thread
+        (:mod:`sessionflow.persistence.onloop`), on one pooled connection for its reads and its transaction
+        (:meth:`one_connection`)."""
+        if self._loop_slots is None:
+            raise RuntimeError("only PostgreSQL work runs on the event loop")
+        if not self._engine_ready:
+            # SQLAlchemy sets up the dialect on the engine's first connection, under a lock held while it asks
+            # the server: done on the loop, a second request's work would wait for that lock and block the loop.
+            await asyncio.to_thread(self._ready_engine)
+
+        def held() -> T:
+            with self.one_connection():
+                return work()
+
+        return await onloop.run(held, self._loop_slots)
+
+    def _ready_engine(self) -> None:
+        try:
+            self.engine.connect().close()
+        except Exception as exc:  # SQLAlchemy wraps connect errors as OperationalError
+            raise StoreUnavailable(f"cannot connect to the database: {type(exc).__name__}") from exc
+        self._engine_ready = True
+
     @contextmanager
     def one_connection(self) -> Iterator[None]:
-        """On PostgreSQL, reads and write transactions begun on this thread in this block, one after another,
-        take one pooled connection: one checkout for a request that authenticates and then writes, instead
-        of one per read and per transaction. A read or write that starts while another is open on it takes
-        a connection of its own, as outside the block. Nothing changes on SQLite, whose writers keep spare
-        connections already."""
-        if not self.is_postgresql or getattr(self._held, "slot", None) is not None:
+        """On PostgreSQL, reads and write transactions begun by this caller (this thread, or this request's
+        work on the event loop) in this block, one after another, take one pooled connection: one checkout
+        for a request that authenticates and then writes, instead of one per read and per transaction. A
+        read or write that starts while another is open on it takes a connection of its own, as outside the
+        block. Nothing changes on SQLite, whose writers keep spare connections already."""
+        if not self.is_postgresql or self._slot() is not None:
             yield
             return
-        slot = self._held.slot = _Held()
+        slot = _Held()
+        token = _HELD.set((self, slot))
         try:
             yield
         finally:
-            self._held.slot = None
+            _HELD.reset(token)
             if slot.raw is not None:
                 slot.raw.close()  # back to the pool
+
+    def _slot(self) -> _Held | None:
+        """What :meth:`one_connection` holds for this caller on this database, if anything."""
+        held = _HELD.get()
+        return held[1] if held is not None and held[0] is self else None
 
     def _writer(self) -> Any:
         """A connection for one write transaction (or read): the one :meth:`one_connection` holds if it is free,
         else a spare SQLite one if there is one, else one from the pool."""
-        slot: _Held | None = getattr(self._held, "slot", None)
+        slot = self._slot()
         if slot is not None and not slot.busy:
             if slot.raw is None:
                 slot.raw = self._checkout()
@@ -428,7 +466,7 @@ class Database:
             raise StoreUnavailable(f"cannot connect to the database: {type(exc).__name__}") from exc
 
     def _release(self, raw: Any, *, reusable: bool) -> None:
-        slot: _Held | None = getattr(self._held, "slot", None)
+        slot = self._slot()
         if slot is not None and slot.raw is raw:
             slot.busy = False
             if reusable and raw.dbapi_connection is not None:  # None: invalidated
@@ -463,6 +501,10 @@ class Database:
             loop_writer, self._loop_writer = self._loop_writer, None
             loop_writer.close()
         self.engine.dispose()
+
+
+_READING: ContextVar[tuple[Database, Cursor] | None] = ContextVar("sessionflow_reading", default=None)
+_HELD: ContextVar[tuple[Database, _Held] | None] = ContextVar("sessionflow_held", default=None)
 
 
 class _Held:
