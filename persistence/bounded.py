@@ -12,16 +12,13 @@ request touching the store. Each psycopg connection made here gives up on any si
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg.errors import _WaitTimeout  # psycopg's own wait timeout: an OperationalError
 from sqlalchemy import Engine, event
 
 from sessionflow.persistence import onloop
-
-T = TypeVar("T")
 
 
 class BoundedConnection(psycopg.Connection[Any]):
@@ -60,12 +57,9 @@ def bound_waits(engine: Engine, timeout: float | None) -> None:
         if timeout is not None:
             cparams.setdefault("connect_timeout", max(2, math.ceil(timeout)))  # libpq's minimum is 2 s
             cparams.setdefault("options", f"-c statement_timeout={round(timeout * 1000)}")
-        # On the event loop (onloop.run) a new connection is made in a worker thread: it waits for the server.
-        connect = onloop.in_thread if onloop.active() else _call
-        connection = connect(BoundedConnection.connect, *cargs, **cparams)
+        if onloop.active():  # on the event loop a new connection is made in a worker thread: it waits for the server
+            connection = onloop.in_thread(BoundedConnection.connect, *cargs, **cparams)
+        else:
+            connection = BoundedConnection.connect(*cargs, **cparams)
         connection.wait_timeout = timeout
         return connection
-
-
-def _call(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    return func(*args, **kwargs)

@@ -217,7 +217,7 @@ class Database:
         self.no_wait_commits = 0  # transactions that connection committed: nothing new, nothing to checkpoint
         # PostgreSQL work on the event loop (on_loop()): at most what the pool keeps at once, so that none of it
         # waits for a pooled connection, which would block the loop.
-        self._loop_slots = asyncio.Semaphore(max(1, self._max_pooled)) if self.is_postgresql else None
+        self._loop_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None  # made per loop
         self._engine_ready = False  # on_loop(): whether the engine has made its first connection (in a thread)
 
     @classmethod
@@ -395,8 +395,11 @@ class Database:
         """PostgreSQL: ``work()`` on the event loop, its waits awaited there instead of blocking a worker thread
         (:mod:`sessionflow.persistence.onloop`), on one pooled connection for its reads and its transaction
         (:meth:`one_connection`)."""
-        if self._loop_slots is None:
+        if not self.is_postgresql:
             raise RuntimeError("only PostgreSQL work runs on the event loop")
+        loop = asyncio.get_running_loop()
+        if self._loop_slots is None or self._loop_slots[0] is not loop:
+            self._loop_slots = (loop, asyncio.Semaphore(max(1, self._max_pooled)))
         if not self._engine_ready:
             # SQLAlchemy sets up the dialect on the engine's first connection, under a lock held while it asks
             # the server: done on the loop, a second request's work would wait for that lock and block the loop.
@@ -406,7 +409,7 @@ class Database:
             with self.one_connection():
                 return work()
 
-        return await onloop.run(held, self._loop_slots)
+        return await onloop.run(held, self._loop_slots[1])
 
     def _ready_engine(self) -> None:
         try:

@@ -17,6 +17,7 @@ from sessionflow.persistence.database import Database
 from sessionflow.persistence.models import Base, TransitionRecord
 from sessionflow.persistence.records import Snapshot
 from sessionflow.persistence.service import TransitionService
+from sessionflow.persistence.tx import Tx
 
 LOGIN_FACTS = {"credentials_verified": True, "user_enabled": True, "under_session_cap": True}
 
@@ -32,6 +33,18 @@ def log_in(service: TransitionService) -> uuid.UUID:
 @pytest.fixture
 def active_session(service: TransitionService) -> uuid.UUID:
     return log_in(service)
+
+
+@contextmanager
+def sqlite_trace(tx: Tx) -> Iterator[list[str]]:
+    """The SQL that sqlite3 runs on ``tx``'s connection inside the block (sqlite3's own statement trace)."""
+    statements: list[str] = []
+    connection = tx.cursor._cursor.connection
+    connection.set_trace_callback(statements.append)
+    try:
+        yield statements
+    finally:
+        connection.set_trace_callback(None)
 
 
 def history_of(db: Database, instance_id: uuid.UUID) -> list[tuple[int, str, str, str, str]]:

@@ -14,7 +14,7 @@ from sessionflow.persistence.bindings import HISTORY
 from sessionflow.persistence.database import Database
 from sessionflow.persistence.errors import VersionConflict
 from sessionflow.persistence.service import TransitionService
-from tests.integration.persistence.conftest import history_of, log_in
+from tests.integration.persistence.conftest import history_of, log_in, sqlite_trace
 
 FIRED_BY_A_CALLER = {name for name, spec in SESSION.events.items() if set(spec.fired_by) - {Actor.TIMER}}
 ENDING = sorted({str(t.event) for t in SESSION.transitions if t.dest in SESSION.terminal} & FIRED_BY_A_CALLER)
@@ -63,11 +63,8 @@ def test_a_transition_that_does_not_end_the_session_leaves_its_generation(
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL: test_write_path counts its waits
 def test_ending_a_session_updates_its_row_once(service: TransitionService) -> None:
     session_id = log_in(service)
-    statements: list[str] = []
-    with service.transaction() as tx:
-        tx.cursor._cursor.connection.set_trace_callback(statements.append)  # sqlite3's own statement trace
+    with service.transaction() as tx, sqlite_trace(tx) as statements:
         tx.fire("session", session_id, "logout", actor=Actor.CLIENT)
-        tx.cursor._cursor.connection.set_trace_callback(None)
     updates = [s for s in statements if s.startswith("UPDATE sessions")]
     assert len(updates) == 1, updates
     assert "token_generation=(sessions.token_generation + 1)" in updates[0], updates

@@ -12,7 +12,7 @@ from sessionflow.persistence import SESSIONS
 from sessionflow.persistence.database import Database
 from sessionflow.persistence.errors import InstanceNotFound
 from sessionflow.persistence.service import TransitionService
-from tests.integration.persistence.conftest import history_of, log_in
+from tests.integration.persistence.conftest import history_of, log_in, sqlite_trace
 
 IDLE = timedelta(minutes=30)
 REFRESH_FACTS = {"refresh_token_current": True}
@@ -64,12 +64,9 @@ def test_a_snapshot_of_no_instance_is_instance_not_found(service: TransitionServ
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL: test_write_path counts its waits
 def test_an_event_after_a_snapshot_does_not_read_the_row_again(service: TransitionService) -> None:
     session_id = log_in(service)
-    statements: list[str] = []
-    with service.transaction() as tx:
-        tx.cursor._cursor.connection.set_trace_callback(statements.append)  # sqlite3's own statement trace
+    with service.transaction() as tx, sqlite_trace(tx) as statements:
         tx.snapshot(SESSIONS, session_id)
         tx.fire("session", session_id, "logout", actor=Actor.CLIENT)
-        tx.cursor._cursor.connection.set_trace_callback(None)
     reads = [s for s in statements if s.startswith("SELECT") and "FROM sessions" in s]
     assert len(reads) == 1, reads
     assert any(s.startswith("UPDATE sessions SET state=") for s in statements), statements
