@@ -84,7 +84,7 @@ class AppContext:
         repeating (a check, a read, a due timer fired). On PostgreSQL it runs on the event loop too, its
         waits for the server awaited there (``Database.on_loop``), on one pooled connection for its reads and
         its transaction: in a worker thread it won the GIL back from the loop after each wait, which cost a
-        logout about a third of its CPU (bench/peer.py).
+        logout about a sixth of its CPU (bench/README.md).
         """
         if not self.db.is_sqlite:
             return await self.db.on_loop(work)

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+from sessionflow.persistence.onloop import finished_first
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -18,11 +20,4 @@ async def to_thread(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) 
     only the connections checked in; that one goes back later to the discarded pool and is garbage collected
     open. The background work is one short transaction, bounded by the database timeout.
     """
-    work = asyncio.ensure_future(asyncio.to_thread(func, *args, **kwargs))
-    try:
-        return await asyncio.shield(work)
-    except asyncio.CancelledError:
-        await asyncio.wait({work})
-        if not work.cancelled():
-            work.exception()  # its outcome no longer matters to anyone: not "never retrieved"
-        raise
+    return await finished_first(asyncio.to_thread(func, *args, **kwargs))

@@ -201,7 +201,6 @@ class Database:
         # whose pool checks at checkout for connections the server has closed (persistence/liveness.py).
         self._spare_writers: list[Any] | None = [] if self.is_sqlite and isinstance(engine.pool, QueuePool) else None
         self._max_pooled = engine.pool.size() if isinstance(engine.pool, QueuePool) else 0
-        self._max_spare_writers = self._max_pooled
         # SQLite takes one writer at a time anyway; in this process, writers queue on a lock in turn
         # instead of sleeping and retrying inside SQLite, which under load ran into the busy timeout.
         self._write_turn: threading.RLock | None = threading.RLock() if self.is_sqlite else None
@@ -478,7 +477,7 @@ class Database:
         spares = self._spare_writers
         if spares is None:
             raw.close()  # back to the pool, which resets it
-        elif reusable and not raw.in_transaction and len(spares) < self._max_spare_writers:
+        elif reusable and not raw.in_transaction and len(spares) < self._max_pooled:
             spares.append(raw)
         else:
             raw.close()  # after a database error, or one more than the pool would keep: really closed

@@ -9,7 +9,7 @@ instead (:func:`wait`), with the same bound, and other requests go on meanwhile.
 what it is: the synchronous pool, statements, pipeline and transaction.
 
 Why: a short transaction in a worker thread wins the GIL back from the busy event loop after each of
-its waits, and that hand-over cost a logout about a third of its CPU on PostgreSQL (bench/peer.py).
+its waits, and that hand-over cost a logout about a sixth of its CPU on PostgreSQL (bench/README.md).
 
 - A new pooled connection is made in a worker thread (:func:`in_thread`): connecting resolves names and
   may wait up to the connect timeout, which the loop must not.
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -45,14 +45,20 @@ def active() -> bool:
 async def run(work: Callable[[], T], limit: asyncio.Semaphore) -> T:
     """``work()`` on the event loop, its database waits awaited; the result or its exception."""
     async with limit:
-        task = asyncio.ensure_future(greenlet_spawn(_marked, work))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            await asyncio.wait({task})  # the transaction ends and the connection goes back first
-            if not task.cancelled():
-                task.exception()  # its outcome no longer matters to anyone: not "never retrieved"
-            raise
+        return await finished_first(greenlet_spawn(_marked, work))
+
+
+async def finished_first(work: Awaitable[T]) -> T:
+    """Await ``work``; if the caller is cancelled meanwhile, ``work`` still runs to its end (its transaction
+    ends, its connection goes back) before the cancellation goes on."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        if not task.cancelled():
+            task.exception()  # its outcome no longer matters to anyone: not "never retrieved"
+        raise
 
 
 def _marked(work: Callable[[], T]) -> T:

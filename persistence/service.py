@@ -22,7 +22,7 @@ from sessionflow.persistence import validate
 from sessionflow.persistence.bindings import BINDINGS, Binding, history_insert
 from sessionflow.persistence.connections import cascade
 from sessionflow.persistence.credentials import end_with_session
-from sessionflow.persistence.database import Database, Prepared
+from sessionflow.persistence.database import Database
 from sessionflow.persistence.errors import InstanceNotFound
 from sessionflow.persistence.records import Applied, Snapshot
 from sessionflow.persistence.tx import FireArgs, FireOptions, Tx
@@ -142,8 +142,8 @@ class _Compiled:
     """
 
     __slots__ = (
-        "compare_and_set",
-        "ending",
+        "cas",
+        "cas_writes_history",
         "engine",
         "history",
         "load",
@@ -151,7 +151,6 @@ class _Compiled:
         "terminal",
         "timer_columns",
         "timer_names",
-        "with_history",
     )
 
     def __init__(self, db: Database, binding: Binding) -> None:
@@ -164,21 +163,15 @@ class _Compiled:
             lambda: binding.select_row(lock=lock),
             [column.type for column in binding.table.c],
         )
-        self.compare_and_set = db.prepare(("cas", binding.name), binding.compare_and_set)
-        # Into a terminal state: the same statement, moving on the binding's counters (Binding.advanced_on_end).
-        self.ending = (
-            db.prepare(("cas_end", binding.name), lambda: binding.compare_and_set(ending=True))
-            if binding.advanced_on_end
-            else self.compare_and_set
+        # The compare-and-set (not ending, ending: into a terminal state it moves on Binding.advanced_on_end);
+        # on PostgreSQL each writes the transition's history row too, one statement instead of two.
+        self.cas_writes_history = db.is_postgresql
+        cas = binding.compare_and_set_with_history if self.cas_writes_history else binding.compare_and_set
+        self.cas = (
+            db.prepare(("cas", binding.name, False), cas),
+            db.prepare(("cas", binding.name, True), lambda: cas(ending=True)),
         )
         self.terminal = binding.definition.terminal
-        self.with_history: tuple[Prepared, Prepared] | None = None
-        if db.is_postgresql:  # each with its history row, one statement instead of two: (not ending, ending)
-            with_history = binding.compare_and_set_with_history
-            self.with_history = (
-                db.prepare(("cas_history", binding.name), with_history),
-                db.prepare(("cas_end_history", binding.name), lambda: with_history(ending=True)),
-            )
         self.history = db.prepare("history", history_insert)
         self.timer_names = binding.timer_names
         self.timer_columns = {name: f"{name}_due_at" for name in self.timer_names}

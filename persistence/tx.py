@@ -319,13 +319,11 @@ class Tx:
             "at": at,
             "detail": detail,
         }
-        ending = outcome.dest in compiled.terminal
-        if compiled.with_history is not None:  # PostgreSQL: the history row goes with the set, if it happens
-            done = self.cursor.one(compiled.with_history[ending], values | history) is not None
-        else:
-            done = self.cursor.one(compiled.ending if ending else compiled.compare_and_set, values) is not None
-            if done:
-                self.cursor.execute(compiled.history, history)
+        cas = compiled.cas[outcome.dest in compiled.terminal]
+        if compiled.cas_writes_history:  # PostgreSQL: the history row goes with the set, if it happens
+            done = self.cursor.one(cas, values | history) is not None
+        elif done := self.cursor.one(cas, values) is not None:
+            self.cursor.execute(compiled.history, history)
         if not done:
             _, actual, _ = self._load(binding, iid, fresh=True)
             raise VersionConflict(binding.name, iid, version, actual, stale=False)
