@@ -138,11 +138,13 @@ def bare_route(prefix: str) -> Any:
     return bare
 
 
-def bare_app() -> Litestar:
-    @get("/health", sync_to_thread=False)
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+@get("/health", sync_to_thread=False)
+def health() -> dict[str, str]:
+    """What the script waits for before the load starts, in the servers that are not the API."""
+    return {"status": "ok"}
 
+
+def bare_app() -> Litestar:
     @get("/api/session/{session_id:uuid}", sync_to_thread=False)
     def read(session_id: uuid.UUID) -> dict[str, object]:
         """The read route's pattern and a small JSON body: the read phase's baseline."""
@@ -283,10 +285,6 @@ def least_logout_app() -> Litestar:
     @post(EVENT_PATH.replace("%s", "{session_id:uuid}"), status_code=200, sync_to_thread=False)
     def least(request: Request[Any, Any, State], session_id: uuid.UUID) -> dict[str, object]:
         return logout(request.headers["authorization"].removeprefix("Bearer "), session_id)
-
-    @get("/api/health", sync_to_thread=False)
-    def health() -> dict[str, str]:  # what the script waits for before the load starts
-        return {"status": "ok"}
 
     return Litestar(route_handlers=[least, health])
 
@@ -784,24 +782,26 @@ class HandlerWork:
     each repeat's blocks are set against figures taken minutes, not the whole run, from them.
     """
 
-    def __init__(self, pool: SessionPool, n: int, *, least: bool) -> None:
-        self.pool, self.n = pool, n
+    def __init__(self, pool: SessionPool, n: int, least: LeastLogout | None) -> None:
+        self.pool, self.n, self.least = pool, n, least
         # A context of its own, as the server has: the pool's remembers the tokens it issued (docs/tokens.md),
         # and the server decodes each on first use.
         self.ctx = build_context(pool.settings)
-        self.least = LeastLogout(pool.settings) if least else None
         self.repeats: list[dict[str, float]] = []  # per repeat: verify, authenticate, logout, in ms
         self.least_repeats: list[float] = []  # per repeat: the least logout, in ms
-        self.time()  # the warm-up
-        self.repeats.clear()
-        self.least_repeats.clear()
+        self._timed()  # the warm-up, not kept
 
     def close(self) -> None:
         self.ctx.close()
-        if self.least is not None:
-            self.least.dispose()
 
     def time(self) -> None:
+        """Time the work once more, for the repeat just run."""
+        figures, least = self._timed()
+        self.repeats.append(figures)
+        if least is not None:
+            self.least_repeats.append(least)
+
+    def _timed(self) -> tuple[dict[str, float], float | None]:
         auth, service, clock = self.ctx.auth, self.ctx.service, time.process_time
         spent = {"verify": 0.0, "authenticate": 0.0, "logout": 0.0}
         for issued in [self.pool.login() for _ in range(self.n)]:
@@ -815,14 +815,15 @@ class HandlerWork:
             spent["verify"] += verified - start
             spent["authenticate"] += authenticated - verified
             spent["logout"] += clock() - authenticated
-        self.repeats.append({name: seconds / self.n * 1e3 for name, seconds in spent.items()})
-        if self.least is not None:
-            spent_least = 0.0
-            for issued in [self.pool.login() for _ in range(self.n)]:
-                start = clock()
-                self.least(issued.access_token, issued.session_id)
-                spent_least += clock() - start
-            self.least_repeats.append(spent_least / self.n * 1e3)
+        figures = {name: seconds / self.n * 1e3 for name, seconds in spent.items()}
+        if self.least is None:
+            return figures, None
+        spent_least = 0.0
+        for issued in [self.pool.login() for _ in range(self.n)]:
+            start = clock()
+            self.least(issued.access_token, issued.session_id)
+            spent_least += clock() - start
+        return figures, spent_least / self.n * 1e3
 
     def alone(self) -> list[float]:
         """Per repeat: the whole of the work, in ms per request."""
@@ -1042,7 +1043,7 @@ def run(
     pool = SessionPool(env, workdir / "sessions.txt")
     stack.callback(pool.close)
     for server in servers:
-        harness.wait_ready(server, "/health" if server.name == "bare litestar" else "/api/health")
+        harness.wait_ready(server, "/api/health" if server.name.startswith("sessionflow") else "/health")
 
     api, bare, api_bare, stubbed, *least = servers
     variants = [
@@ -1052,7 +1053,10 @@ def run(
         Variant("  event route, its work stubbed out (no auth, no write)", stubbed, EVENT_PATH),
         *(Variant(LEAST_LABEL, server, EVENT_PATH, least=True) for server in least),
     ]
-    handler = HandlerWork(pool, 100 if args.quick else 300, least=bool(least))
+    in_process = LeastLogout(pool.settings) if least else None
+    if in_process is not None:
+        stack.callback(in_process.dispose)
+    handler = HandlerWork(pool, 100 if args.quick else 300, in_process)
     stack.callback(handler.close)
     measure(variants, pool, generator, plan, after_repeat=handler.time)
     passed = report(variants, plan)

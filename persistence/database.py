@@ -541,7 +541,8 @@ class WriteTransaction:
     reads is sent without waiting for it, and its answer comes with the next one that is read, or
     with the ``COMMIT``'s. A logout's transaction waits for the server three times instead of eight:
     ``BEGIN`` with the row's locking read, the compare-and-set with its history row, then the refresh
-    tokens' retirement, the ``NOTIFY`` and the ``COMMIT`` together. Its worker thread wins the GIL back as often.
+    tokens' retirement, the ``NOTIFY`` and the ``COMMIT`` together: in a worker thread, three times it wins
+    the GIL back; on the event loop (``Database.on_loop``), three awaits.
     A statement that fails raises where the pipeline next waits (at the latest at the commit), and the
     whole transaction rolls back.
     """
